@@ -1,0 +1,82 @@
+# probekit: frozen encoder -> feature cache -> classical ML -> report.
+# Each stage target is one `probekit` call; `make help` lists them.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+CONFIG ?= configs/demo.toml
+DATA ?=
+ARTIFACTS ?= artifacts
+SET ?=
+
+BIN := $(VENV)/bin
+ARGS = --config $(CONFIG) $(if $(DATA),--data $(DATA)) --artifacts $(ARTIFACTS) $(foreach s,$(SET),--set $(s))
+
+## ---- pipeline ---------------------------------------------------------------
+
+## demo: the whole pipeline on the embedded default (bundled data, packaged MiniLM, CPU, offline)
+.PHONY: demo
+demo: $(VENV)/.extract
+	$(MAKE) --no-print-directory extract classify report CONFIG=configs/demo.toml
+
+## extract: run the frozen encoder over every split; cache the features (CONFIG, DATA, ARTIFACTS)
+.PHONY: extract
+extract: $(VENV)/.extract
+	$(BIN)/probekit extract $(ARGS)
+
+## classify: train the classifiers on the cached features; write metrics.json (no torch needed)
+.PHONY: classify
+classify: $(VENV)/.core
+	$(BIN)/probekit classify $(ARGS)
+
+## report: UMAP, confusion reports, per-label ROC-AUC, report/index.html, W&B (offline)
+.PHONY: report
+report: $(VENV)/.core
+	$(BIN)/probekit report $(ARGS)
+
+## ---- development -------------------------------------------------------------
+
+## test: the test suite (sets up .venv with every extra first)
+.PHONY: test
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+## lint: ruff over the code
+.PHONY: lint
+lint: $(VENV)/.dev
+	$(BIN)/ruff check extract classify analysis tests
+
+## install: .venv with every extra (TORCH=... picks the torch build; default: CPU 2.13.0)
+.PHONY: install
+install: $(VENV)/.dev
+
+## clean: remove generated artifacts (keeps artifacts/README.md) and the virtual environment
+.PHONY: clean
+clean:
+	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf $(VENV)
+
+## help: this list
+.PHONY: help
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' -e 's/^\([a-z-]*\):/  \1\t/' | expand -t 12
+
+# The laptop environment: classify and report, no torch.
+$(VENV)/.core: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[classify,analysis]'
+	touch $@
+
+# The encoder environment. torch comes first, from $(TORCH), so nothing later pulls
+# another build (plain `torch` from PyPI drags in GBs of CUDA packages).
+$(VENV)/.extract: $(VENV)/.core
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[extract,offline]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.extract
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@

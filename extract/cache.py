@@ -1,0 +1,255 @@
+"""The feature cache: the on-disk contract between ``extract`` and everything after it.
+
+Layout of ``<artifacts>/<run>/features/`` (see README, "The feature cache"):
+
+    manifest.json          written last: no manifest means an unfinished cache
+    <split>.X.npy          float32 (n_rows, hidden_size)
+    <split>.y.npy          int64 (n_rows,) single-label, or uint8 (n_rows, n_labels) multi-hot
+    <split>.texts.jsonl    {"id": str, "text": str} per row, in row order
+
+Readable with numpy and json alone. A cache is built in a sibling temporary folder and
+swapped in with renames, so a crash never leaves a half-written cache under the real name.
+This module is torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from extract.config import ProbekitError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FEATURES_DIRNAME = "features"
+X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
+
+
+class CacheError(ProbekitError):
+    """A cache that exists but cannot be trusted (wrong schema, shape, dtype or checksum)."""
+
+
+def features_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / FEATURES_DIRNAME
+
+
+def cache_key(identity: dict) -> str:
+    """Short stable hash of everything that determines the features."""
+    blob = json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    """Write JSON to a temporary name in the same folder, then rename it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CacheWriter:
+    """Stage a cache in ``<final>.tmp-<pid>/`` and publish it with :meth:`commit`.
+
+    Used as a context manager, an exception discards the staged folder.
+    """
+
+    def __init__(self, final_dir: str | Path):
+        self.final_dir = Path(final_dir)
+        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
+        self.tmp_dir = self.final_dir.with_name(f"{self.final_dir.name}.tmp-{os.getpid()}")
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir()
+        self.files: dict[str, dict] = {}
+        self.splits: dict[str, int] = {}
+
+    def _remove_stale(self) -> None:
+        """Delete folders left by runs that died (their pid is gone)."""
+        for p in self.final_dir.parent.glob(f"{self.final_dir.name}.*-*"):
+            kind, _, pid = p.name[len(self.final_dir.name) + 1:].partition("-")
+            if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+                logger.info("removing %s, left by an interrupted run", p)
+                shutil.rmtree(p, ignore_errors=True)
+
+    def _record(self, name: str) -> None:
+        p = self.tmp_dir / name
+        self.files[name] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+    def add_split(self, split: str, X: np.ndarray, y: np.ndarray, texts: list[str], ids: list[str]) -> None:
+        n_rows = len(texts)
+        if X.shape[0] != n_rows or y.shape[0] != n_rows or len(ids) != n_rows:
+            raise ValueError(f"split {split}: X has {X.shape[0]} rows, y {y.shape[0]}, texts {n_rows}, ids {len(ids)}")
+        np.save(self.tmp_dir / f"{split}{X_SUFFIX}", np.ascontiguousarray(X), allow_pickle=False)
+        np.save(self.tmp_dir / f"{split}{Y_SUFFIX}", np.ascontiguousarray(y), allow_pickle=False)
+        with open(self.tmp_dir / f"{split}{TEXTS_SUFFIX}", "w", encoding="utf-8") as f:
+            for id_, text in zip(ids, texts):
+                f.write(json.dumps({"id": str(id_), "text": text}, ensure_ascii=False) + "\n")
+        for suffix in (X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX):
+            self._record(f"{split}{suffix}")
+        self.splits[split] = n_rows
+
+    def commit(self, manifest: dict) -> Path:
+        """Write the manifest last, then swap the staged folder in for the final one."""
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": git_commit(),
+            **manifest,
+            "splits": dict(self.splits),
+            "files": dict(self.files),
+        }
+        write_json_atomic(self.tmp_dir / MANIFEST_NAME, manifest)
+        old = self.final_dir.with_name(f"{self.final_dir.name}.old-{os.getpid()}")
+        if self.final_dir.exists():
+            os.replace(self.final_dir, old)
+        os.replace(self.tmp_dir, self.final_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.final_dir
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+@dataclass
+class FeatureCache:
+    """A validated cache on disk. Arrays are memory-mapped, not read into memory."""
+
+    path: Path
+    manifest: dict
+    _texts: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.manifest["label_names"])
+
+    @property
+    def problem_type(self) -> str:
+        return self.manifest["problem_type"]
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest["splits"])
+
+    def X(self, split: str) -> np.ndarray:
+        return np.load(self.path / f"{split}{X_SUFFIX}", mmap_mode="r", allow_pickle=False)
+
+    def y(self, split: str) -> np.ndarray:
+        return np.load(self.path / f"{split}{Y_SUFFIX}", mmap_mode="r", allow_pickle=False)
+
+    def Y(self, split: str) -> np.ndarray:
+        """Labels as a (n_rows, n_labels) 0/1 matrix, whatever the problem type."""
+        y = np.asarray(self.y(split))
+        if self.problem_type == "multi_label":
+            return y.astype(np.int64)
+        return np.eye(len(self.label_names), dtype=np.int64)[y]
+
+    def _rows(self, split: str) -> list[dict]:
+        if split not in self._texts:
+            with open(self.path / f"{split}{TEXTS_SUFFIX}", encoding="utf-8") as f:
+                self._texts[split] = [json.loads(line) for line in f]
+        return self._texts[split]
+
+    def texts(self, split: str) -> list[str]:
+        return [r["text"] for r in self._rows(split)]
+
+    def ids(self, split: str) -> list[str]:
+        return [r["id"] for r in self._rows(split)]
+
+
+def read_cache(path: str | Path, verify: bool = True) -> FeatureCache:
+    """Open a cache folder and check it against its manifest.
+
+    Args:
+        path: the ``features/`` folder of a run.
+        verify: also compare every file's sha256 with the manifest (reads each file once).
+
+    Raises:
+        FileNotFoundError: no finished cache there (no manifest).
+        CacheError: the cache does not match its manifest or this code's schema.
+    """
+    path = Path(path)
+    mpath = path / MANIFEST_NAME
+    if not mpath.is_file():
+        raise FileNotFoundError(
+            f"{mpath} not found: there is no finished feature cache here. Run 'make extract' "
+            "with the same CONFIG (and DATA/ARTIFACTS) first."
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CacheError(f"{mpath}: not valid JSON ({e}); delete {path} and run 'make extract' again.") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise CacheError(
+            f"{mpath}: schema_version={manifest.get('schema_version')!r}, this probekit reads "
+            f"{SCHEMA_VERSION}. Run 'make extract' again to rebuild the cache."
+        )
+    cache = FeatureCache(path=path, manifest=manifest)
+    n_labels, dim = len(manifest["label_names"]), manifest["hidden_size"]
+    for split, n_rows in manifest["splits"].items():
+        for suffix in (X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX):
+            name = f"{split}{suffix}"
+            expected = manifest["files"].get(name)
+            p = path / name
+            if expected is None or not p.is_file() or p.stat().st_size != expected["bytes"]:
+                raise CacheError(f"{p}: missing or not the size its manifest records; run 'make extract' again.")
+            if verify and sha256_file(p) != expected["sha256"]:
+                raise CacheError(f"{p}: checksum differs from {mpath}; the file changed. Run 'make extract' again.")
+        X, y = cache.X(split), cache.y(split)
+        want_y = (n_rows, n_labels) if manifest["problem_type"] == "multi_label" else (n_rows,)
+        if X.shape != (n_rows, dim) or X.dtype != np.dtype(manifest["dtype"]) or y.shape != want_y:
+            raise CacheError(
+                f"{path}/{split}: X {X.shape} {X.dtype}, y {y.shape}; manifest says X ({n_rows}, {dim}) "
+                f"{manifest['dtype']}, y {want_y}. Run 'make extract' again."
+            )
+    return cache
