@@ -24,19 +24,20 @@ from tqdm.auto import tqdm
 
 from classify import models
 from classify.metrics import score
-from extract.cache import features_dir, read_cache, write_json_atomic
+from extract.cache import (
+    METRICS_NAME,
+    MODELS_DIRNAME,
+    SCORES_DIRNAME,
+    features_dir,
+    read_cache,
+    scores_path,
+    write_json_atomic,
+)
 from extract.config import Config, ProbekitError
 
 logger = logging.getLogger(__name__)
 
-METRICS_NAME = "metrics.json"
-SCORES_DIRNAME = "scores"
-MODELS_DIRNAME = "models"
 METRICS_SCHEMA_VERSION = 1
-
-
-def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
-    return Path(run_dir) / SCORES_DIRNAME / f"{model}.{split}.npy"
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

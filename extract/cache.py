@@ -34,6 +34,10 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 FEATURES_DIRNAME = "features"
 X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
+# The classify stage's outputs, read by the report (see README, "metrics.json").
+METRICS_NAME = "metrics.json"
+SCORES_DIRNAME = "scores"
+MODELS_DIRNAME = "models"
 
 
 class CacheError(ProbekitError):
@@ -42,6 +46,11 @@ class CacheError(ProbekitError):
 
 def features_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / FEATURES_DIRNAME
+
+
+def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
+    """float32 (n_rows, n_labels) probabilities of `model` on `split`, columns in label order."""
+    return Path(run_dir) / SCORES_DIRNAME / f"{model}.{split}.npy"
 
 
 def cache_key(identity: dict) -> str:

@@ -85,7 +85,7 @@ def _load_raw(data: DataSection):
                 f"or not cached: {type(e).__name__}). Presets that work offline: {OFFLINE_PRESETS}."
             ) from None
         except ValueError as e:  # unknown configuration or split names
-            raise DataError(f"[data] path={data.path!r} name={data.name!r}: {str(e).splitlines()[0]}") from None
+            raise DataError(f"[data] path={data.path!r} name={data.name!r}: {_first_line(e)}") from None
         raw, where = {}, {}
         for split in SPLITS:
             name = data.splits[split]
@@ -112,11 +112,18 @@ def _load_raw(data: DataSection):
         kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in columns})
     raw = {}
     for split, path in files.items():
+        if Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty; split '{split}' needs at least one row.")
         try:
             raw[split] = datasets.load_dataset(_BUILDERS[data.format], data_files={"x": path}, split="x", **kwargs)
         except Exception as e:  # the builders raise many types for unreadable files
-            raise DataError(f"{path}: cannot be read as {data.format}: {str(e).splitlines()[0][:300]}") from None
+            raise DataError(f"{path}: cannot be read as {data.format}: {_first_line(e)}") from None
     return raw, files
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def _class_names(feature) -> list[str] | None:

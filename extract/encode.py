@@ -78,6 +78,9 @@ def pick_device(name: str) -> str:
 def load_encoder(enc: EncoderSection, path: str, local: bool, device: str):
     """Tokenizer and frozen model in eval mode."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     kw = {"local_files_only": local} if local else {"revision": enc.revision}
     try:
@@ -103,7 +106,7 @@ def encode_texts(texts: list[str], tokenizer, model, max_length: int, batch_size
     # keeps the first one, which is exactly plain truncation.
     sample = np.asarray(enc["overflow_to_sample_mapping"])
     first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
-    n_truncated = len(sample) - len(first)
+    n_truncated = int(np.count_nonzero(np.bincount(sample, minlength=len(texts)) > 1))
     input_ids = [enc["input_ids"][j] for j in first]
     lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
     order = np.argsort(-lengths, kind="stable")  # longest first: an out-of-memory shows at once
