@@ -28,6 +28,7 @@ from extract.config import Config, ProbekitError
 logger = logging.getLogger(__name__)
 
 REPORT_DIRNAME = "report"
+SCORED_SPLITS = ("validation", "test")  # classify scores these; train is what the models saw
 HTML_NAME, REPORT_JSON_NAME, CONFIG_NAME = "index.html", "report.json", "config.json"
 N_ERRORS = 8  # most confident mistakes shown in the page
 
@@ -210,11 +211,11 @@ def build_report(cfg: Config) -> Path:
     labels, multi = cache.label_names, cache.problem_type == "multi_label"
     if list(metrics.get("labels", [])) != labels:
         raise ProbekitError(f"{run_dir / METRICS_NAME}: labels {metrics.get('labels')} differ from the feature "
-                         f"cache's {labels}; run 'make classify' again.")
+                           f"cache's {labels}; run 'make classify' again.")
     out = run_dir / REPORT_DIRNAME
     out.mkdir(parents=True, exist_ok=True)
     for name in metrics["models"]:  # check every scores file up front: fail before drawing anything
-        for split in cache.splits:
+        for split in SCORED_SPLITS:
             load_scores(run_dir, name, split, (cache.manifest["splits"][split], len(labels)))
 
     chosen = choose_model(metrics)
