@@ -17,11 +17,15 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 
-def predict_labels(P: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:
-    """0/1 matrix of predicted labels from probabilities."""
+def predict_labels(P: np.ndarray, problem_type: str, threshold: float | np.ndarray = 0.5) -> np.ndarray:
+    """0/1 matrix of predicted labels from probabilities.
+
+    `threshold` is one number or one per label (tuned thresholds); single-label ignores it.
+    """
+    P = np.asarray(P)
     if problem_type == "single_label":
         return np.eye(P.shape[1], dtype=np.int64)[P.argmax(axis=1)]
-    return (P >= threshold).astype(np.int64)
+    return (P >= np.asarray(threshold, dtype=np.float64)).astype(np.int64)
 
 
 def per_label_auc(Y: np.ndarray, P: np.ndarray) -> list[float | None]:
@@ -32,14 +36,14 @@ def per_label_auc(Y: np.ndarray, P: np.ndarray) -> list[float | None]:
 
 
 def score(Y: np.ndarray, P: np.ndarray, problem_type: str, label_names: list[str],
-          threshold: float = 0.5) -> dict:
+          threshold: float | np.ndarray = 0.5) -> dict:
     """The metrics.json block of one model on one split.
 
     Args:
         Y: true labels, (n_rows, n_labels) 0/1.
         P: predicted probabilities, (n_rows, n_labels), columns in `label_names` order.
         problem_type: "single_label" or "multi_label".
-        threshold: multi-label decision threshold.
+        threshold: multi-label decision threshold: one number, or one per label.
     """
     Y = np.asarray(Y, dtype=np.int64)
     P = np.asarray(P, dtype=np.float64)

@@ -1,13 +1,15 @@
-"""Train the classifiers on cached features and write ``metrics.json``.
+"""Select, fit and score every model on cached features; write ``metrics.json``.
 
     probekit classify --config configs/demo.toml        (or: make classify)
 
 Reads only ``<run>/features/`` (no torch, no encoder). For every model in
-``[classify] models``: fit on train, score validation and test, and write
+``[classify] models``: each grid point is fitted on train and scored on validation, the
+best is kept (classify.select), its per-label thresholds come from validation, and test
+is scored once, with bootstrap intervals and a paired comparison against the best model.
 
     <run>/metrics.json                  the contract the report and comparisons read
-    <run>/scores/<model>.<split>.npy    float32 (n_rows, n_labels) probabilities
-    <run>/models/<model>.joblib         the fitted estimator
+    <run>/scores/<model>.<split>.npy    float32 (n_rows, n_labels) probabilities (validation, test)
+    <run>/models/<model>.skops|.json    the fitted estimator (skops) and what it was trained on
     <run>/classify.config.json          the resolved configuration
 """
 
@@ -18,26 +20,21 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import joblib
 import numpy as np
-from tqdm.auto import tqdm
+from joblib import parallel_config
+from sklearn.metrics import confusion_matrix
 
-from classify import models
-from classify.metrics import score
-from extract.cache import (
-    METRICS_NAME,
-    MODELS_DIRNAME,
-    SCORES_DIRNAME,
-    features_dir,
-    read_cache,
-    scores_path,
-    write_json_atomic,
-)
-from extract.config import Config, ProbekitError
+from classify import bootstrap, models
+from classify.metrics import predict_labels, score
+from classify.persist import save_model
+from classify.select import SELECTION_METRIC, Data, select
+from extract.cache import METRICS_NAME, SCORES_DIRNAME, features_dir, read_cache, scores_path, write_json_atomic
+from extract.config import ClassifySection, Config, ProbekitError
 
 logger = logging.getLogger(__name__)
 
-METRICS_SCHEMA_VERSION = 1
+METRICS_SCHEMA_VERSION = 2
+SPLITS = ("train", "validation", "test")
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -47,63 +44,150 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def run_classify(cfg: Config) -> Path:
-    """Fit, score and save every configured model; return the path of metrics.json."""
-    t0 = time.perf_counter()
+def load_data(cfg: Config):
+    """The cache, the feature sets to try, and the :class:`Data` the candidates read."""
     cache = read_cache(features_dir(cfg.run_dir))
-    names, problem_type = cache.label_names, cache.problem_type
-    for split in ("train", "validation", "test"):
-        if split not in cache.splits:
-            raise ProbekitError(f"{cache.path}: no '{split}' split; classify needs train, validation and test.")
-    X = {s: np.asarray(cache.X(s)) for s in ("train", "validation", "test")}
-    Y = {s: cache.Y(s) for s in ("train", "validation", "test")}
-    y_train = np.asarray(cache.y("train"))
-    if problem_type == "single_label" and len(np.unique(y_train)) < 2:
+    missing = [s for s in SPLITS if s not in cache.splits]
+    if missing:
+        raise ProbekitError(f"{cache.path}: no {missing} split; classify needs train, validation and test.")
+    available = list(getattr(cache, "poolings", None) or [cache.manifest["pooling"]])
+    poolings = list(cfg.classify.features) or available
+    unknown = [p for p in poolings if p not in available]
+    if unknown:
+        raise ProbekitError(f"[classify] features={unknown}: the cache at {cache.path} holds {available}; "
+                            "choose among them or re-extract with those poolings.")
+    def read(split: str, pooling: str) -> np.ndarray:
+        return cache.X(split) if pooling == cache.manifest["pooling"] else cache.X(split, pooling)
+
+    X = {p: {s: read(s, p) for s in SPLITS} for p in poolings}
+    multi = cache.problem_type == "multi_label"
+    y = {s: np.asarray(cache.y(s)) for s in SPLITS}
+    if not multi and len(np.unique(y["train"])) < 2:
         raise ProbekitError(f"{cache.path}: the train split holds a single class; a classifier needs two or more.")
+    data = Data(X=X, texts={s: cache.texts(s) for s in SPLITS}, y=y, Y={s: cache.Y(s) for s in SPLITS},
+                label_names=cache.label_names, problem_type=cache.problem_type)
+    return cache, poolings, data
 
-    run_dir = cfg.run_dir
+
+def _backend(cfg: ClassifySection) -> str:
+    """The joblib backend; dask and ray register themselves when installed."""
+    name = cfg.joblib_backend
+    try:
+        if name == "ray":
+            from ray.util.joblib import register_ray
+
+            register_ray()
+        elif name == "dask":
+            import distributed  # noqa: F401  (registers the "dask" joblib backend)
+    except ImportError:
+        extra = {"ray": "ray", "dask": "'dask[distributed]'"}[name]
+        raise ProbekitError(f"[classify] joblib_backend={name!r} needs: pip install {extra}") from None
+    return name
+
+
+def _block(data: Data, split: str, P: np.ndarray, thresholds, cfg: ClassifySection) -> dict:
+    fixed = score(data.Y[split], P, data.problem_type, data.label_names, cfg.threshold)
+    tuned = dict(fixed) if thresholds is None else score(data.Y[split], P, data.problem_type, data.label_names, thresholds)
+    if not data.multi_label:
+        fixed["confusion_matrix"] = confusion_matrix(data.Y[split].argmax(1), P.argmax(1),
+                                                     labels=range(len(data.label_names))).tolist()
+    return {**fixed, "tuned": tuned}
+
+
+def run_classify(cfg: Config) -> Path:
+    """Select, fit, score and save every configured model; return the path of metrics.json."""
+    t0 = time.perf_counter()
+    cache, poolings, data = load_data(cfg)
+    run_dir, ccfg, names = cfg.run_dir, cfg.classify, cache.label_names
     (run_dir / SCORES_DIRNAME).mkdir(parents=True, exist_ok=True)
-    (run_dir / MODELS_DIRNAME).mkdir(parents=True, exist_ok=True)
-    threshold = cfg.classify.threshold
-    results = {}
-    bar = tqdm(cfg.classify.models, desc="classify", unit="model", disable=not logger.isEnabledFor(logging.INFO))
-    for name in bar:
-        bar.set_postfix_str(name)
-        est = models.build(name, cfg.classify, cfg.run.seed)
-        t = time.perf_counter()
-        est.fit(X["train"], y_train)
-        fit_seconds = time.perf_counter() - t
-        entry: dict = {"fit_seconds": round(fit_seconds, 3), "threshold": threshold}
-        t = time.perf_counter()
-        for split in ("validation", "test"):
-            P = models.predict_scores(est, X[split], len(names))
-            _save_npy(scores_path(run_dir, name, split), P)
-            entry[split] = score(Y[split], P, problem_type, names, threshold)
-        entry["predict_seconds"] = round(time.perf_counter() - t, 3)
-        joblib.dump(est, run_dir / MODELS_DIRNAME / f"{name}.joblib")
-        results[name] = entry
-        logger.info("classify: %-14s test macro AUC %s, macro F1 %.3f (fit %.1fs)", name,
-                    _fmt(entry["test"]["macro_auc"]), entry["test"]["macro_f1"], fit_seconds)
+    results, test_preds = {}, {}
+    with parallel_config(backend=_backend(ccfg), n_jobs=ccfg.n_jobs):
+        for name in ccfg.models:
+            if name in models.MULTI_LABEL_ONLY and not data.multi_label:
+                logger.warning("classify: skipping %s: it is a multi-label strategy and this data is single-label", name)
+                continue
+            sel = select(name, data, ccfg, cfg.run.seed, poolings)
+            c, est = sel.candidate, sel.model
+            t = time.perf_counter()
+            P = {s: models.predict_scores(est, data.inputs(c, s), len(names)) for s in ("validation", "test")}
+            predict_s = time.perf_counter() - t
+            for s, p in P.items():
+                _save_npy(scores_path(run_dir, name, s), p)
+            thr = sel.thresholds
+            entry = {
+                "fit_seconds": round(sel.fit_seconds, 3),
+                "predict_seconds": round(predict_s, 3),
+                "threshold": ccfg.threshold,
+                "thresholds": None if thr is None else dict(zip(names, map(float, thr))),
+                "feature_set": c.feature_set,
+                "input": c.input_kind,
+                "params": c.params,
+                "validation": _block(data, "validation", P["validation"], thr, ccfg),
+                "test": _block(data, "test", P["test"], thr, ccfg),
+                "selection": {"metric": SELECTION_METRIC, "chosen": c.describe(), "validation_score": sel.validation_score,
+                              "n_candidates": len(sel.grid), "seconds": round(sel.seconds, 3), "grid": sel.grid},
+            }
+            test_preds[name] = (P["test"], predict_labels(P["test"], data.problem_type,
+                                                          ccfg.threshold if thr is None else thr))
+            dim = data.X[c.feature_set]["train"].shape[1] if c.feature_set else None
+            save_model(est, run_dir, name, {
+                "model": name, "feature_set": c.feature_set, "input": c.input_kind, "hidden_size": dim,
+                "model_id": cache.manifest.get("model_id"), "model_revision": cache.manifest.get("model_revision"),
+                "max_length": cache.manifest.get("max_length"), "cache_key": cache.manifest.get("cache_key"),
+                "label_names": names, "problem_type": data.problem_type, "params": c.params,
+                "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr]})
+            results[name] = entry
+            tuned = entry["test"]["tuned"]
+            logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
+                        tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
 
+    comparisons = _compare(results, test_preds, data, ccfg, cfg.run.seed)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run": cfg.run.name,
-        "problem_type": problem_type,
+        "problem_type": data.problem_type,
         "labels": names,
         "seed": cfg.run.seed,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": {k: cache.manifest.get(k) for k in ("cache_key", "model_id", "model_revision", "pooling",
                                                          "max_length", "hidden_size")},
-        "n_rows": {s: int(len(X[s])) for s in X},
+        "feature_sets": poolings,
+        "n_rows": {s: int(len(data.texts[s])) for s in SPLITS},
         "models": results,
+        "comparisons": comparisons,
     }
     write_json_atomic(run_dir / "classify.config.json", cfg.to_dict())
     out = run_dir / METRICS_NAME
     write_json_atomic(out, metrics)
-    logger.info("classify: %d models on %s -> %s (%.1fs)", len(results),
-                "x".join(map(str, X["train"].shape)), out, time.perf_counter() - t0)
+    logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,
+                comparisons.get("best"), time.perf_counter() - t0)
+    return out
+
+
+def _compare(results: dict, test_preds: dict, data: Data, cfg: ClassifySection, seed: int) -> dict:
+    """Bootstrap intervals for every model; paired P(best beats other) on test macro-F1."""
+    contenders = {n: r for n, r in results.items() if n not in models.BASELINES} or results
+    best = max(contenders, key=lambda n: (contenders[n]["selection"]["validation_score"],
+                                          contenders[n]["validation"]["macro_auc"] or 0))
+    out = {"best": best, "chosen_by": SELECTION_METRIC, "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level,
+           "p_better": {}}
+    if cfg.n_bootstrap == 0:
+        return out
+    W = bootstrap.resample_weights(len(data.texts["test"]), cfg.n_bootstrap, seed)
+    boots = {}
+    for name, (P, Yhat) in test_preds.items():
+        boots[name] = bootstrap.bootstrap_metrics(data.Y["test"], P, Yhat, W)
+        results[name]["test"]["ci"] = {m: bootstrap.interval(boots[name][m], cfg.ci_level) for m in bootstrap.METRICS}
+    for name in boots:
+        if name != best:
+            diff = boots[best]["macro_f1"] - boots[name]["macro_f1"]
+            out["p_better"][name] = float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
     return out
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _short(d: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items() if v is not None)

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import json
 
-import joblib
 import numpy as np
 import pytest
 from conftest import make_config, write_fake_cache
 
 from classify.train import run_classify, scores_path
 
-FAST = ["classify.rf_n_estimators=20", "classify.n_jobs=1", "classify.logreg_max_iter=200"]
+FAST = ["classify.rf_n_estimators=20", "classify.n_jobs=1", "classify.logreg_max_iter=200",
+        "classify.logreg_C=[0.01, 1.0]", "classify.logreg_class_weight=['none']", "classify.tfidf_C=1.0",
+        "classify.n_bootstrap=50", "classify.models=['dummy', 'logreg', 'random_forest']"]
 METRIC_KEYS = {"micro_auc", "macro_auc", "micro_f1", "macro_f1", "per_label_auc", "per_label_f1", "support"}
+ALL_MODELS = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "logreg_chain",
+              "random_forest", "random_forest_ovr", "hybrid_logreg", "sgd_stream")
 
 
 @pytest.mark.parametrize("problem_type, n_labels, extra", [
@@ -29,16 +32,32 @@ def test_metrics_json_contract(tmp_path, problem_type, n_labels, extra):
     for name, entry in m["models"].items():
         assert entry["fit_seconds"] >= 0
         for split in ("validation", "test"):
-            assert set(entry[split]) == METRIC_KEYS | {extra}
+            single = {"confusion_matrix"} if problem_type == "single_label" else set()
+            assert set(entry[split]) - {"tuned", "ci"} == METRIC_KEYS | {extra} | single
+            assert set(entry[split]["tuned"]) == METRIC_KEYS | {extra}
             assert list(entry[split]["per_label_auc"]) == m["labels"]
             P = np.load(scores_path(cfg.run_dir, name, split))
             assert P.shape == (m["n_rows"][split], n_labels) and P.dtype == np.float32
-        assert (cfg.run_dir / "models" / f"{name}.joblib").is_file()
+        assert (cfg.run_dir / "models" / f"{name}.skops").is_file()
+        assert set(entry["test"]["ci"]) == {"macro_f1", "micro_f1", "micro_auc", "macro_auc"}
+        lo, hi = entry["test"]["ci"]["macro_f1"]
+        assert lo <= entry["test"]["tuned"]["macro_f1"] <= hi
+        assert entry["selection"]["chosen"]["feature_set"] == "cls"
+        if problem_type == "multi_label":
+            assert list(entry["thresholds"]) == m["labels"]
+        else:
+            assert entry["thresholds"] is None and entry["test"]["tuned"] == {
+                k: v for k, v in entry["test"].items() if k not in ("tuned", "ci", "confusion_matrix")}
     test = {k: v["test"] for k, v in m["models"].items()}
     assert test["dummy"]["macro_auc"] == pytest.approx(0.5)
     assert test["logreg"]["macro_auc"] > 0.9 and test["random_forest"]["macro_auc"] > 0.7
     assert test["logreg"]["macro_f1"] > test["dummy"]["macro_f1"]
     assert json.loads((cfg.run_dir / "classify.config.json").read_text())["run"]["seed"] == 0
+    assert m["comparisons"]["best"] in ("logreg", "random_forest")
+    assert set(m["comparisons"]["p_better"]) == set(m["models"]) - {m["comparisons"]["best"]}
+    if problem_type == "single_label":
+        cm = np.array(m["models"]["logreg"]["test"]["confusion_matrix"])
+        assert cm.shape == (n_labels, n_labels) and cm.sum() == m["n_rows"]["test"]
 
 
 def test_single_label_scores_are_distributions(tmp_path):
@@ -51,12 +70,14 @@ def test_single_label_scores_are_distributions(tmp_path):
 
 def test_saved_model_reproduces_the_scores(tmp_path):
     from classify.models import predict_scores
+    from classify.persist import load_model
     from extract.cache import features_dir, read_cache
 
     cfg = make_config(tmp_path, *FAST)
     write_fake_cache(cfg.run_dir)
     run_classify(cfg)
-    model = joblib.load(cfg.run_dir / "models" / "random_forest.joblib")
+    model, meta = load_model(cfg.run_dir, "random_forest", expect={"hidden_size": 12, "feature_set": "cls"})
+    assert meta["label_names"] == ["label0", "label1", "label2"] and len(meta["thresholds"]) == 3
     X = read_cache(features_dir(cfg.run_dir)).X("test")
     np.testing.assert_allclose(predict_scores(model, X, 3), np.load(scores_path(cfg.run_dir, "random_forest", "test")))
 
@@ -66,13 +87,76 @@ def test_seeded_runs_are_identical(tmp_path):
     for name in ("a", "b"):
         cfg = make_config(tmp_path, *FAST, f"run.name={name!r}")
         write_fake_cache(cfg.run_dir)
+        m = json.loads(run_classify(cfg).read_text())
+        runs.append((np.load(scores_path(cfg.run_dir, "random_forest", "test")), m["models"]["logreg"]["test"]["ci"],
+                     m["comparisons"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1:] == runs[1][1:]  # bootstrap intervals and paired comparisons are seeded too
+
+
+def test_selection_uses_validation_only(tmp_path):
+    """Scrambling the test labels changes test scores but not what was selected."""
+    from extract.cache import CacheWriter, features_dir, read_cache
+
+    chosen = []
+    for name, scramble in (("plain", False), ("scrambled", True)):
+        cfg = make_config(tmp_path, *FAST, f"run.name={name!r}")
+        src = read_cache(write_fake_cache(cfg.run_dir))
+        if scramble:
+            with CacheWriter(features_dir(cfg.run_dir)) as w:
+                for s in src.splits:
+                    y = np.asarray(src.y(s))
+                    y = y[::-1].copy() if s == "test" else y
+                    w.add_split(s, np.asarray(src.X(s)), y, src.texts(s), src.ids(s))
+                w.commit({k: v for k, v in src.manifest.items() if k not in ("splits", "files")})
+        m = json.loads(run_classify(cfg).read_text())
+        chosen.append({n: (e["selection"]["chosen"], e["selection"]["validation_score"], e["thresholds"])
+                       for n, e in m["models"].items()})
+    assert chosen[0] == chosen[1]
+
+
+def test_every_model_runs_on_multilabel(tmp_path):
+    cfg = make_config(tmp_path, *FAST, f"classify.models={list(ALL_MODELS)!r}", "classify.hybrid_emb_weight=0.3",
+                      "classify.sgd_epochs=2")
+    write_fake_cache(cfg.run_dir)
+    m = json.loads(run_classify(cfg).read_text())
+    assert tuple(m["models"]) == ALL_MODELS
+    for name in ("logreg", "logreg_chain", "random_forest_ovr", "hybrid_logreg", "sgd_stream"):
+        assert m["models"][name]["test"]["macro_auc"] > 0.75, name
+
+
+def test_multilabel_strategies_are_skipped_for_single_label(tmp_path):
+    cfg = make_config(tmp_path, *FAST, "classify.models=['logreg', 'logreg_chain', 'random_forest_ovr', 'sgd_stream']")
+    write_fake_cache(cfg.run_dir, "single_label", 3)
+    m = json.loads(run_classify(cfg).read_text())
+    assert list(m["models"]) == ["logreg", "sgd_stream"]
+
+
+def test_unknown_feature_set_names_what_the_cache_holds(tmp_path):
+    from extract.config import ProbekitError
+
+    cfg = make_config(tmp_path, *FAST, "classify.features=['mean']")
+    write_fake_cache(cfg.run_dir)
+    with pytest.raises(ProbekitError, match=r"features=\['mean'\]: the cache .* holds \['cls'\]"):
         run_classify(cfg)
-        runs.append(np.load(scores_path(cfg.run_dir, "random_forest", "test")))
-    np.testing.assert_array_equal(*runs)
+
+
+def test_missing_joblib_backend_names_the_install(tmp_path):
+    from extract.config import ProbekitError
+
+    cfg = make_config(tmp_path, *FAST, "classify.joblib_backend='ray'")
+    write_fake_cache(cfg.run_dir)
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ProbekitError, match="pip install ray"):
+        run_classify(cfg)
 
 
 def test_models_subset(tmp_path):
-    cfg = make_config(tmp_path, *FAST, "classify.models=['dummy','logreg']")
+    cfg = make_config(tmp_path, *FAST, "classify.models=['dummy', 'logreg']")
     write_fake_cache(cfg.run_dir)
     m = json.loads(run_classify(cfg).read_text())
     assert list(m["models"]) == ["dummy", "logreg"]
@@ -88,10 +172,10 @@ def test_label_absent_from_train_gets_zero_probability(tmp_path):
             y = np.array(y, dtype=np.int64)
             w.add_split(split, (rng.normal(size=(len(y), 5)) + y[:, None]).astype(np.float32), y,
                         ["t"] * len(y), [str(i) for i in range(len(y))])
-        w.commit({"label_names": ["a", "b", "c"], "problem_type": "single_label", "hidden_size": 5,
+        w.commit({"label_names": ["a", "b", "c"], "problem_type": "single_label", "hidden_size": 5, "pooling": "cls",
                   "dtype": "float32"})
     run_classify(cfg)
-    for model in ("dummy", "logreg", "random_forest"):
+    for model in ("dummy", "logreg", "random_forest"):  # OvR LR, a forest and the dummy alike
         P = np.load(scores_path(cfg.run_dir, model, "test"))
         assert P.shape == (12, 3) and (P[:, 2] == 0).all()
 

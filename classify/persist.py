@@ -1,0 +1,75 @@
+"""Save and load fitted models with skops (no pickle), refusing anything suspicious.
+
+Each model is ``models/<name>.skops`` plus ``models/<name>.json``: the sha256 of the
+.skops file and the feature space it was trained on (cache key, encoder, pooling,
+dimension, label names). :func:`load_model` refuses a file whose checksum changed, one
+whose feature space differs from the caller's, and any type outside an explicit list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from extract.cache import MODELS_DIRNAME, sha256_file, write_json_atomic
+from extract.config import ProbekitError
+
+# Beyond skops' defaults (numpy, scipy and scikit-learn estimators), the one type our
+# models hold: the fitted trees of the random forests.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+# What must match between a saved model and the features it is asked to score.
+FEATURE_SPACE_KEYS = ("model_id", "model_revision", "feature_set", "hidden_size", "max_length", "label_names")
+
+
+def model_paths(run_dir: str | Path, name: str) -> tuple[Path, Path]:
+    d = Path(run_dir) / MODELS_DIRNAME
+    return d / f"{name}.skops", d / f"{name}.json"
+
+
+def save_model(model, run_dir: str | Path, name: str, meta: dict) -> Path:
+    """Write the model (temporary name, then rename) and its sidecar JSON."""
+    path, meta_path = model_paths(run_dir, name)
+    import skops
+    import skops.io as sio  # imported here: skops imports torch whenever it is installed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    sio.dump(model, tmp)
+    os.replace(tmp, path)
+    write_json_atomic(meta_path, {**meta, "file": path.name, "sha256": sha256_file(path),
+                                  "skops_version": skops.__version__})
+    return path
+
+
+def load_model(run_dir: str | Path, name: str, expect: dict | None = None):
+    """Load a saved model after checking its checksum, feature space and types.
+
+    Args:
+        expect: feature-space fields (see FEATURE_SPACE_KEYS) the caller's features have.
+
+    Raises:
+        FileNotFoundError: no such model in the run.
+        ProbekitError: tampered file, other feature space, or an untrusted type.
+    """
+    path, meta_path = model_paths(run_dir, name)
+    if not path.is_file() or not meta_path.is_file():
+        raise FileNotFoundError(f"{path} (and {meta_path.name}) not found: run 'make classify' for this run first.")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if sha256_file(path) != meta.get("sha256"):
+        raise ProbekitError(
+            f"{path}: its sha256 differs from the one recorded in {meta_path.name} when it was saved; the file "
+            "was modified or replaced. Refusing to load it; run 'make classify' to rebuild it."
+        )
+    for key in FEATURE_SPACE_KEYS:
+        if expect is not None and key in expect and expect[key] != meta.get(key):
+            raise ProbekitError(
+                f"{path}: trained on {key}={meta.get(key)!r}, but these features have {key}={expect[key]!r}; "
+                "a model only scores features of the space it was trained on. Use the run that made the features."
+            )
+    import skops.io as sio
+
+    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise ProbekitError(f"{path}: holds types outside the trusted list ({', '.join(untrusted)}); refusing to load it.")
+    return sio.load(path, trusted=TRUSTED_TYPES), meta
