@@ -40,10 +40,10 @@ def _plain_text(func):
     return wrapper
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, dpi: int = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -156,7 +156,7 @@ def plot_umap_density(emb: np.ndarray, Y: np.ndarray, label_names: list[str], pa
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, dpi=DPI if n_labels <= 12 else 80)  # many panels: keep the page light
 
 
 def _heatmap(ax, M: np.ndarray, row_names: list[str], col_names: list[str]) -> None:

@@ -1,0 +1,190 @@
+"""Read what ``classify`` wrote and turn it into the numbers the report shows.
+
+``metrics.json`` (see README, "metrics.json") holds, per model, ``validation`` and ``test``
+blocks (scores at the fixed threshold, and a ``tuned`` sub-block at the thresholds tuned on
+validation), ``test.ci`` bootstrap intervals, ``thresholds``, ``feature_set``, ``input``,
+``params`` and ``selection``; ``comparisons`` names the best model and ``p_better``. Older
+files without these keys still load: every reader falls back to what is there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from extract.cache import METRICS_NAME, scores_path
+from extract.config import ProbekitError
+
+BASELINE_PREFIX = "dummy"
+TABLE_METRICS = ("macro_f1", "micro_f1", "macro_auc", "micro_auc")
+
+
+def _missing(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(f"{path} not found: run 'make classify' first (with the same CONFIG and ARTIFACTS).")
+
+
+def load_metrics(run_dir: str | Path) -> dict:
+    """Read ``<run>/metrics.json``; FileNotFoundError names the file and the Make target."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ProbekitError(f"{path}: not valid JSON ({e}); run 'make classify' again.") from None
+    if not metrics.get("models"):
+        raise ProbekitError(f"{path}: 'models' is empty or missing; run 'make classify' again.")
+    return metrics
+
+
+def load_scores(run_dir: str | Path, model: str, split: str, shape: tuple[int, int]) -> np.ndarray:
+    """Read ``<run>/scores/<model>.<split>.npy`` and check it is (n_rows, n_labels)."""
+    path = scores_path(run_dir, model, split)
+    if not path.is_file():
+        raise _missing(path)
+    scores = np.load(path, mmap_mode="r", allow_pickle=False)
+    if scores.shape != tuple(shape):
+        raise ProbekitError(
+            f"{path}: shape {scores.shape}, the feature cache says {tuple(shape)} (rows, labels); "
+            "the scores are stale. Run 'make classify' again."
+        )
+    return scores
+
+
+def tuned(block: dict) -> dict:
+    """The tuned-threshold metrics of a split block when present, else the block itself."""
+    return (block or {}).get("tuned") or block or {}
+
+
+def model_threshold(metrics: dict, model: str) -> float | np.ndarray:
+    """The multi-label decision thresholds of `model`: per label (label order) when classify
+    recorded them, else the fixed one (default 0.5)."""
+    entry = metrics["models"][model]
+    per_label = entry.get("thresholds")
+    if per_label:
+        return np.array([per_label[label] for label in metrics["labels"]], dtype=np.float64)
+    return float(entry.get("threshold", 0.5))
+
+
+def describe_threshold(thr) -> str:
+    if np.ndim(thr) == 0:
+        return f"threshold {float(thr):g}"
+    return f"per-label thresholds tuned on validation, {np.min(thr):.2f} to {np.max(thr):.2f}"
+
+
+def is_baseline(name: str) -> bool:
+    return name.startswith(BASELINE_PREFIX)
+
+
+def validation_score(entry: dict) -> float | None:
+    """The score the model was selected on: validation macro-F1 (tuned when tuned)."""
+    sel = entry.get("selection", {}).get("validation_score")
+    return sel if sel is not None else tuned(entry.get("validation", {})).get("macro_f1")
+
+
+def choose_model(metrics: dict) -> str:
+    """classify's best model (``comparisons.best``) when recorded; else the non-baseline model
+    with the highest validation macro AUC, else the first with one, else the first."""
+    models = metrics["models"]
+    recorded = metrics.get("comparisons", {}).get("best")
+    if recorded in models:
+        return recorded
+
+    def best(names: list[str]) -> str | None:
+        scored = [(models[n].get("validation", {}).get("macro_auc"), n) for n in names]
+        scored = [(auc, n) for auc, n in scored if auc is not None]
+        return max(scored, key=lambda t: t[0])[1] if scored else None
+
+    return best([n for n in models if not is_baseline(n)]) or best(list(models)) or next(iter(models))
+
+
+def compare_models(metrics: dict, best: str, wanted: tuple = (), k: int = 4) -> list[str]:
+    """The models shown side by side per label: `wanted` when given, else the best, the best
+    of every other input kind (features, texts, both, fine-tuned...), then the runners-up by
+    validation score, up to `k`; the prior dummy last as the floor."""
+    models = metrics["models"]
+    if wanted:
+        unknown = [m for m in wanted if m not in models]
+        if unknown:
+            raise ProbekitError(f"[report] compare_models={list(wanted)}: {unknown} not in metrics.json "
+                                f"(models: {', '.join(models)}).")
+        return list(wanted)
+    ranked = sorted((n for n in models if not is_baseline(n)), key=lambda n: -(validation_score(models[n]) or 0.0))
+    out = [best]
+    for n in ranked:  # one per input kind first: the encoder against words is the question
+        if models[n].get("input") not in {models[m].get("input") for m in out}:
+            out.append(n)
+    out += [n for n in ranked if n not in out]
+    out = out[:k]
+    if "dummy" in models and "dummy" not in out:
+        out.append("dummy")
+    return out
+
+
+def per_label_table(metrics: dict, support: dict[str, int]) -> list[dict]:
+    """Rows {label, support, auc: {model: x}, f1: {model: x}} sorted by test support, largest first."""
+    test = {m: v.get("test", {}) for m, v in metrics["models"].items()}
+    rows = [{"label": label, "support": int(support.get(label, 0)),
+             "auc": {m: t.get("per_label_auc", {}).get(label) for m, t in test.items()},
+             "f1": {m: tuned(t).get("per_label_f1", {}).get(label) for m, t in test.items()}}
+            for label in metrics["labels"]]
+    return sorted(rows, key=lambda r: -r["support"])
+
+
+def model_rows(metrics: dict, best: str) -> list[dict]:
+    """One row per model for the comparison table: test metrics (tuned thresholds) with their
+    bootstrap intervals, macro-F1 at the fixed threshold, validation score, timing, settings."""
+    multi = metrics.get("problem_type") == "multi_label"
+    acc = "subset_accuracy" if multi else "accuracy"
+    p_better = metrics.get("comparisons", {}).get("p_better", {})
+    rows = []
+    for name, entry in metrics["models"].items():
+        test = entry.get("test", {})
+        t, ci = tuned(test), test.get("ci", {})
+        params = entry.get("params") or {k: v for k, v in entry.get("selection", {}).get("chosen", {}).items()
+                                         if k != "feature_set"}
+        rows.append({
+            "model": name, "best": name == best, "baseline": is_baseline(name),
+            "input": entry.get("input", "features"), "feature_set": entry.get("feature_set"),
+            "params": ", ".join(f"{k}={v}" for k, v in params.items()),
+            **{k: t.get(k) for k in TABLE_METRICS}, **{f"{k}_ci": ci.get(k) for k in TABLE_METRICS},
+            "f1_fixed": test.get("macro_f1"), "accuracy": t.get(acc), "validation": validation_score(entry),
+            "fit_seconds": entry.get("fit_seconds"), "p_better": None if name == best else p_better.get(name),
+            "n_candidates": entry.get("selection", {}).get("n_candidates"),
+        })
+    return rows
+
+
+def verdict(metrics: dict) -> str:
+    """One plain sentence: do the encoder's features beat words (TF-IDF) here?"""
+    models = metrics["models"]
+    words = models.get("tfidf_logreg")
+    frozen = {n: m for n, m in models.items() if m.get("input") == "features" and not is_baseline(n)}
+    if not words or not frozen:
+        return ""
+    f1 = lambda m: tuned(m.get("test", {})).get("macro_f1") or 0.0  # noqa: E731
+    best = max(frozen, key=lambda n: f1(frozen[n]))
+    a, b = f1(frozen[best]), f1(words)
+    if b > a:
+        return (f"Words beat the frozen encoder here: TF-IDF + logistic regression reaches test macro-F1 {b:.3f}, "
+                f"the best model on the encoder's features alone ({best}) {a:.3f}.")
+    return (f"The frozen encoder beats words here: {best} reaches test macro-F1 {a:.3f}, "
+            f"TF-IDF + logistic regression {b:.3f}.")
+
+
+def top_confusions(counts: np.ndarray, labels: list[str], support: np.ndarray, n: int = 8) -> list[dict]:
+    """The off-diagonal (true i, predicted j) cells with the largest share of label i's rows.
+
+    Args:
+        counts: (n_labels, n_labels) rows with true label i whose prediction holds label j.
+        support: (n_labels,) rows with true label i.
+    """
+    out = []
+    for i, j in zip(*np.nonzero(counts)):
+        if i != j and support[i] > 0:
+            out.append({"true": labels[i], "predicted": labels[j], "count": int(counts[i, j]),
+                        "share": float(counts[i, j] / support[i]), "support": int(support[i])})
+    # Ties (and noise from labels with a handful of rows) are ranked by how many rows back the share.
+    return sorted(out, key=lambda r: (-r["share"] * min(1.0, r["support"] / 20), -r["count"]))[:n]

@@ -1,0 +1,209 @@
+"""Search the classify settings on the cached features, with no server: each trial a W&B run.
+
+    probekit search --config configs/demo.toml          (or: make search; or python -m analysis.search)
+
+A grid over C, class weight, feature set (pooling) and threshold strategy (``[search]``, see
+:class:`extract.config.SearchSection`), for one model (default ``logreg``). Every trial
+is fitted on train, picked on validation (macro-F1, tuned thresholds when "tune"); test is
+scored too and shown, never used to pick. Writes ``<run>/search/search.json`` (the grid,
+every trial, the best), which the report shows; each trial is one W&B run (offline by
+default) in the group ``<run>-search``, so the W&B UI compares them (parallel coordinates
+over C, class_weight, pooling, thresholds).
+
+With a W&B server, ``configs/sweep.yaml`` runs the same trials as a W&B sweep: the agent
+calls ``python -m analysis.search ... C=0.1 class_weight=balanced pooling=cls thresholds=tune``,
+one trial per call (a sweep needs a server; this module alone does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import itertools
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from classify import models
+from classify.metrics import score
+from classify.select import fit_candidate, thresholds_for
+from extract.cache import write_json_atomic
+from extract.config import Config, ConfigError, ProbekitError, SearchSection, load_config
+
+logger = logging.getLogger(__name__)
+
+SEARCH_DIRNAME, SEARCH_NAME = "search", "search.json"
+PARAMS = ("C", "class_weight", "pooling", "thresholds")
+
+
+def search_path(cfg: Config) -> Path:
+    return cfg.run_dir / SEARCH_DIRNAME / SEARCH_NAME
+
+
+def search_grid(s: SearchSection, poolings: list[str]) -> dict[str, list]:
+    """The axes of the grid; `poolings` are the feature sets the cache holds."""
+    pool = list(s.pooling) or list(poolings)
+    unknown = [p for p in pool if p not in poolings]
+    if unknown:
+        raise ConfigError(f"[search] pooling={unknown}: the cache holds {poolings}; choose among them.")
+    if s.model == "tfidf_logreg":
+        pool = ["-"]  # reads the texts, not the features
+    return {"C": list(s.C), "class_weight": list(s.class_weight), "pooling": pool, "thresholds": list(s.thresholds)}
+
+
+def trials_of(grid: dict[str, list], max_trials: int = 0, seed: int = 0) -> list[dict]:
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if 0 < max_trials < len(combos):
+        keep = np.sort(np.random.default_rng(seed).choice(len(combos), size=max_trials, replace=False))
+        combos = [combos[i] for i in keep]
+    return combos
+
+
+def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None = None) -> dict:
+    """Fit one grid point on train; score it on validation and test.
+
+    Args:
+        fitted: a cache shared across trials: the threshold strategy does not change the fit,
+            so trials that differ only in it reuse one fit's probabilities.
+    """
+    ccfg = dataclasses.replace(cfg.classify, thresholds=params["thresholds"])
+    feature_set = None if model == "tfidf_logreg" else params["pooling"]
+    cand = models.Candidate(model, {"C": float(params["C"]), "class_weight": params["class_weight"]}, feature_set)
+    key = (float(params["C"]), params["class_weight"], feature_set)
+    if fitted is not None and key in fitted:
+        P, fit_s = fitted[key]
+    else:
+        est, fit_s = fit_candidate(cand, data, ccfg, cfg.run.seed)
+        n_labels = len(data.label_names)
+        P = {s: models.predict_scores(est, data.inputs(cand, s), n_labels) for s in ("validation", "test")}
+        if fitted is not None:
+            fitted[key] = (P, fit_s)
+    thr = thresholds_for(P["validation"], data, ccfg)
+    thr = ccfg.threshold if thr is None else thr
+    m = {s: score(data.Y[s], P[s], data.problem_type, data.label_names, thr) for s in P}
+    out = {"params": dict(params), "fit_seconds": round(fit_s, 3)}
+    for split, block in m.items():
+        for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc"):
+            out[f"{split}_{k}"] = block[k]
+    out["per_label_f1"] = m["validation"]["per_label_f1"]
+    return out
+
+
+def _log_trial(cfg: Config, trial: dict, model: str, group: str, manifest: dict, name: str | None) -> str | None:
+    from analysis.wandb_log import finish_run, start_run
+
+    run = start_run(cfg, "search", manifest, group=group, name=name,
+                    extra_config={"search_model": model, **trial["params"]})
+    if run is None:
+        return None
+    try:
+        run.log({f"{split}/{key}": trial[f"{split}_{key}"] for split in ("validation", "test")
+                 for key in ("macro_f1", "micro_f1", "macro_auc", "micro_auc") if trial[f"{split}_{key}"] is not None}
+                | {"fit_seconds": trial["fit_seconds"]})
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    return finish_run(run)
+
+
+def load_data(cfg: Config):
+    """classify's reader of the cache (imported here: classify.train pulls in skops, which
+    imports torch when it is installed)."""
+    from classify.train import load_data as load
+
+    return load(cfg)
+
+
+def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
+    """Run every trial of the grid; write and return ``<run>/search/search.json``.
+
+    Args:
+        section: the search settings; default ``cfg.search`` (or the defaults of SearchSection).
+    """
+    t0 = time.perf_counter()
+    s = section or cfg.search
+    cache, poolings, data = load_data(cfg)
+    grid = search_grid(s, poolings)
+    trials = trials_of(grid, s.max_trials, cfg.run.seed)
+    group = s.wandb_group or f"{cfg.run.name}-search"
+    out, fitted = [], {}
+    for i, params in enumerate(trials):
+        trial = {"trial": i, **run_trial(params, s.model, data, cfg, fitted)}
+        if s.wandb and cfg.report.wandb:
+            trial["wandb_run_dir"] = _log_trial(cfg, trial, s.model, group, cache.manifest,
+                                                f"{cfg.run.name}-search-{i:03d}")
+        logger.info("search: trial %d/%d %s: validation macro-F1 %.3f (%.1fs)", i + 1, len(trials),
+                    ", ".join(f"{k}={v}" for k, v in params.items()), trial["validation_macro_f1"],
+                    trial["fit_seconds"])
+        out.append(trial)
+    best = max(out, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"] or -1.0))
+    result = {"run": cfg.run.name, "model": s.model,
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "selection": "validation macro_f1, ties by validation macro_auc", "grid": grid, "n_trials": len(out),
+              "wandb_group": group, "best": best, "trials": out, "config": cfg.to_dict()}
+    path = search_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result)
+    logger.info("search: %d trials of %s -> %s; best %s, validation macro-F1 %.3f (%.1fs)", len(out), s.model, path,
+                ", ".join(f"{k}={v}" for k, v in best["params"].items()), best["validation_macro_f1"],
+                time.perf_counter() - t0)
+    return path
+
+
+def parse_trial(items: list[str]) -> dict:
+    """``C=0.1 class_weight=balanced pooling=cls thresholds=tune`` (a sweep agent's args) -> params."""
+    params = {}
+    for item in items:
+        key, sep, raw = item.lstrip("-").partition("=")
+        if not sep or key not in PARAMS:
+            raise ConfigError(f"trial parameter {item!r}: expected key=value with key one of {', '.join(PARAMS)}.")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def run_one(cfg: Config, params: dict, section: SearchSection | None = None) -> dict:
+    """One trial, as a W&B sweep agent runs it; the grid's first values fill missing parameters."""
+    s = section or cfg.search
+    cache, poolings, data = load_data(cfg)
+    grid = search_grid(s, poolings)
+    full = {k: params.get(k, grid[k][0]) for k in PARAMS}
+    if full["pooling"] not in poolings and s.model != "tfidf_logreg":
+        raise ConfigError(f"trial pooling={full['pooling']!r}: the cache holds {poolings}.")
+    trial = {"trial": 0, **run_trial(full, s.model, data, cfg)}
+    if cfg.report.wandb:
+        trial["wandb_run_dir"] = _log_trial(cfg, trial, s.model, s.wandb_group or f"{cfg.run.name}-search",
+                                            cache.manifest, None)
+    logger.info("search: %s: validation macro-F1 %.3f", full, trial["validation_macro_f1"])
+    return trial
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=None, help="TOML preset (default: the embedded demo)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--data", help="data directory of a local-files preset (sets data.path)")
+    parser.add_argument("--artifacts", help="output root (sets run.artifacts)")
+    parser.add_argument("trial", nargs="*", help="one trial: C=... class_weight=... pooling=... thresholds=...")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    overrides = list(args.overrides)
+    overrides += [f"data.path={args.data!r}"] if args.data else []
+    overrides += [f"run.artifacts={args.artifacts!r}"] if args.artifacts else []
+    try:
+        cfg = load_config(args.config or Path(__file__).resolve().parent.parent / "configs" / "demo.toml", overrides)
+        run_one(cfg, parse_trial(args.trial)) if args.trial else run_search(cfg)
+    except (ProbekitError, FileNotFoundError) as e:
+        logger.error("error: %s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

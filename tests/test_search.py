@@ -1,0 +1,88 @@
+"""The search over classify settings on cached features, its W&B runs and the sweep file.
+
+A fake feature cache (conftest.write_fake_cache); no server, no network; W&B offline only in
+the test that checks the trials' runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_config, write_fake_cache
+
+from analysis.search import PARAMS, main, parse_trial, run_search, search_path
+from extract.config import SearchSection
+from extract.config import ConfigError
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    write_fake_cache(tmp_path / "artifacts" / "demo", n_labels=3)
+    return make_config(tmp_path, "classify.n_jobs=1")
+
+
+def test_search_grid_trials_and_best(cfg):
+    section = SearchSection(C=(0.01, 1.0), class_weight=("none", "balanced"), thresholds=("tune", "fixed"))
+    path = run_search(cfg, section)
+    assert path == search_path(cfg) == cfg.run_dir / "search" / "search.json"
+    result = json.loads(path.read_text())
+    assert result["grid"] == {"C": [0.01, 1.0], "class_weight": ["none", "balanced"], "pooling": ["cls"],
+                              "thresholds": ["tune", "fixed"]}
+    trials = result["trials"]
+    assert len(trials) == result["n_trials"] == 8
+    assert {tuple(t["params"][k] for k in PARAMS) for t in trials} == {
+        (c, w, "cls", s) for c in (0.01, 1.0) for w in ("none", "balanced") for s in ("tune", "fixed")}
+    best = max(trials, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"]))
+    assert result["best"] == best
+    assert all(0 <= t["test_macro_f1"] <= 1 and t["validation_macro_auc"] > 0.5 for t in trials)
+
+
+def test_search_subset_and_errors(cfg):
+    section = SearchSection(C=(0.1, 1.0, 10.0), thresholds=("tune",), max_trials=2)
+    result = json.loads(run_search(cfg, section).read_text())
+    assert result["n_trials"] == 2
+    with pytest.raises(ConfigError, match=r"\[search\] pooling=\['mean'\]: the cache holds \['cls'\]"):
+        run_search(cfg, SearchSection(pooling=("mean",)))
+    assert parse_trial(["C=0.1", "--class_weight=balanced", "thresholds=tune"]) == {
+        "C": 0.1, "class_weight": "balanced", "thresholds": "tune"}
+    with pytest.raises(ConfigError, match="trial parameter 'alpha=1'"):
+        parse_trial(["alpha=1"])
+
+
+def test_each_trial_is_an_offline_wandb_run_in_one_group(cfg, tmp_path, monkeypatch):
+    import wandb
+
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    result = json.loads(run_search(cfg, SearchSection(C=(0.1, 1.0), class_weight=("none",),
+                                                      thresholds=("tune",))).read_text())
+    wandb.teardown()  # flush the service's writes before reading the run files
+    run_dirs = sorted((cfg.run_dir / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 2 and sorted(Path(t["wandb_run_dir"]) for t in result["trials"]) == run_dirs
+    for k, run_dir in enumerate(run_dirs):
+        record = next(run_dir.glob("*.wandb")).read_bytes()
+        assert b"demo-search" in record  # the group every trial shares
+        assert b"validation/macro_f1" in record and b"class_weight" in record
+        assert f"demo-search-00{k}".encode() in record
+
+
+def test_sweep_file_matches_the_trial_entry_point(cfg, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    sweep = yaml.safe_load((ROOT / "configs" / "sweep.yaml").read_text())
+    assert sweep["method"] == "grid" and sweep["metric"] == {"name": "validation/macro_f1", "goal": "maximize"}
+    params = {k: v["values"] for k, v in sweep["parameters"].items()}
+    assert set(params) == set(PARAMS)
+    SearchSection(C=tuple(params["C"]), class_weight=tuple(params["class_weight"]),
+                  thresholds=tuple(params["thresholds"]))  # every value is valid
+    command = sweep["command"]
+    assert command[2:4] == ["-m", "analysis.search"] and command[-1] == "${args_no_hyphens}"
+    assert (ROOT / command[command.index("--config") + 1]).is_file()
+    # what an agent runs, one trial per call (W&B disabled here)
+    argv = ["--artifacts", str(tmp_path / "artifacts"), "--set", "classify.n_jobs=1",
+            *(f"{k}={v[0]}" for k, v in params.items())]
+    assert main(argv) == 0
+    assert main([*argv[:-1], "pooling=mean"]) == 2  # a pooling the cache lacks: one error line, exit 2
