@@ -11,6 +11,12 @@ CONFIG ?= configs/demo.toml
 DATA ?=
 ARTIFACTS ?= artifacts
 SET ?=
+RUN ?= $(ARTIFACTS)/demo
+TEXT ?=
+FILE ?=
+COLUMN ?=
+MODEL ?=
+FORMAT ?= table
 
 BIN := $(VENV)/bin
 ARGS = --config $(CONFIG) $(if $(DATA),--data $(DATA)) --artifacts $(ARTIFACTS) $(foreach s,$(SET),--set $(s))
@@ -37,6 +43,23 @@ classify: $(VENV)/.core
 report: $(VENV)/.core
 	$(BIN)/probekit report $(ARGS)
 
+## search: grid over C, class weight, pooling, thresholds on the cached features; each trial a W&B run
+.PHONY: search
+search: $(VENV)/.core
+	$(BIN)/probekit search $(ARGS)
+
+## predict: label new texts with a run's model: RUN=artifacts/<run> TEXT="..." or FILE=... [COLUMN= MODEL= FORMAT=jsonl]
+.PHONY: predict
+predict: $(VENV)/.extract
+	$(BIN)/probekit predict --run $(RUN) $(if $(TEXT),--text "$(TEXT)") $(if $(FILE),--file $(FILE)) $(if $(COLUMN),--column $(COLUMN)) $(if $(MODEL),--model $(MODEL)) --format $(FORMAT)
+
+## ---- benchmarks (not tests: they time things) ------------------------------------
+
+## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table)
+.PHONY: bench-extract
+bench-extract: $(VENV)/.extract
+	$(BIN)/probekit bench-extract $(ARGS)
+
 ## ---- development -------------------------------------------------------------
 
 ## test: the test suite (sets up .venv with every extra first)
@@ -62,7 +85,9 @@ clean:
 ## help: this list
 .PHONY: help
 help:
-	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' -e 's/^\([a-z-]*\):/  \1\t/' | expand -t 12
+	@awk '/^## /{sub(/^## /, ""); n = index($$0, ":"); \
+	  if (n > 0 && substr($$0, 1, 4) != "----") printf "  %-14s %s\n", substr($$0, 1, n - 1), substr($$0, n + 2); \
+	  else print}' $(MAKEFILE_LIST)
 
 # The laptop environment: classify and report, no torch.
 $(VENV)/.core: pyproject.toml

@@ -2,19 +2,22 @@
 
 Layout of ``<artifacts>/<run>/features/`` (see README, "The feature cache"):
 
-    manifest.json          written last: no manifest means an unfinished cache
-    <split>.X.npy          float32 (n_rows, hidden_size)
+    manifest.json              written last: no manifest means an unfinished cache
+    <split>.X.npy              float32 (n_rows, hidden_size): the default pooling
+    <split>.X.<pooling>.npy    float32 (n_rows, poolings[pooling].hidden_size): every other pooling
     <split>.y.npy          int64 (n_rows,) single-label, or uint8 (n_rows, n_labels) multi-hot
-    <split>.texts.jsonl    {"id": str, "text": str} per row, in row order
+    <split>.texts.jsonl        {"id": str, "text": str} per row, in row order
 
 Readable with numpy and json alone. A cache is built in a sibling temporary folder and
 swapped in with renames, so a crash never leaves a half-written cache under the real name.
-This module is torch-free.
+Feature files can be written block by block (:meth:`CacheWriter.add_features`), so
+assembling a cache never holds a whole split in memory. This module is torch-free.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,7 +33,7 @@ from extract.config import ProbekitError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 FEATURES_DIRNAME = "features"
 X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
@@ -46,6 +49,11 @@ class CacheError(ProbekitError):
 
 def features_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / FEATURES_DIRNAME
+
+
+def x_name(split: str, pooling: str | None = None) -> str:
+    """File name of a split's features: the default pooling (None) or another one."""
+    return f"{split}{X_SUFFIX}" if pooling is None else f"{split}.X.{pooling}.npy"
 
 
 def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
@@ -90,6 +98,14 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -128,16 +144,60 @@ class CacheWriter:
         p = self.tmp_dir / name
         self.files[name] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
-    def add_split(self, split: str, X: np.ndarray, y: np.ndarray, texts: list[str], ids: list[str]) -> None:
+    def add_split(self, split: str, X: np.ndarray, y: np.ndarray, texts: list[str], ids: list[str],
+                  extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write a whole split at once: the default pooling's X, labels, texts and ids.
+
+        Args:
+            extra: other poolings' features, name -> (n_rows, dim) array.
+        """
         n_rows = len(texts)
         if X.shape[0] != n_rows or y.shape[0] != n_rows or len(ids) != n_rows:
             raise ValueError(f"split {split}: X has {X.shape[0]} rows, y {y.shape[0]}, texts {n_rows}, ids {len(ids)}")
-        np.save(self.tmp_dir / f"{split}{X_SUFFIX}", np.ascontiguousarray(X), allow_pickle=False)
+        self.add_features(split, [X], n_rows, X.shape[1], dtype=X.dtype)
+        for name, Xp in (extra or {}).items():
+            self.add_features(split, [Xp], n_rows, Xp.shape[1], pooling=name, dtype=Xp.dtype)
+        self.add_labels(split, y, texts, ids)
+
+    def add_features(self, split: str, blocks, n_rows: int, dim: int, pooling: str | None = None,
+                     dtype=np.float32) -> None:
+        """Write one feature file from row blocks (an iterable of (rows, dim) arrays), streaming.
+
+        Only one block is in memory at a time; the sha256 is taken while writing.
+
+        Args:
+            pooling: None for the default pooling (``<split>.X.npy``), else its name.
+        """
+        name = x_name(split, pooling)
+        dtype = np.dtype(dtype)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n_rows, dim)})
+        h, rows = hashlib.sha256(header.getvalue()), 0
+        with open(self.tmp_dir / name, "wb") as f:
+            f.write(header.getvalue())
+            for block in blocks:
+                block = np.ascontiguousarray(block, dtype=dtype)
+                if block.ndim != 2 or block.shape[1] != dim:
+                    raise ValueError(f"{name}: a block of shape {block.shape}, expected (rows, {dim})")
+                buf = memoryview(block).cast("B")
+                f.write(buf)
+                h.update(buf)
+                rows += block.shape[0]
+        if rows != n_rows:
+            raise ValueError(f"{name}: {rows} rows written, {n_rows} expected")
+        self.files[name] = {"bytes": (self.tmp_dir / name).stat().st_size, "sha256": h.hexdigest()}
+
+    def add_labels(self, split: str, y: np.ndarray, texts: list[str], ids: list[str]) -> None:
+        """Write a split's labels, texts and ids; this records the split and its row count."""
+        n_rows = len(texts)
+        if y.shape[0] != n_rows or len(ids) != n_rows:
+            raise ValueError(f"split {split}: y has {y.shape[0]} rows, texts {n_rows}, ids {len(ids)}")
         np.save(self.tmp_dir / f"{split}{Y_SUFFIX}", np.ascontiguousarray(y), allow_pickle=False)
         with open(self.tmp_dir / f"{split}{TEXTS_SUFFIX}", "w", encoding="utf-8") as f:
             for id_, text in zip(ids, texts):
                 f.write(json.dumps({"id": str(id_), "text": text}, ensure_ascii=False) + "\n")
-        for suffix in (X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX):
+        for suffix in (Y_SUFFIX, TEXTS_SUFFIX):
             self._record(f"{split}{suffix}")
         self.splits[split] = n_rows
 
@@ -151,6 +211,8 @@ class CacheWriter:
             "splits": dict(self.splits),
             "files": dict(self.files),
         }
+        for name in self.files:  # the data must reach the disk before a manifest names it
+            _fsync(self.tmp_dir / name)
         write_json_atomic(self.tmp_dir / MANIFEST_NAME, manifest)
         old = self.final_dir.with_name(f"{self.final_dir.name}.old-{os.getpid()}")
         if self.final_dir.exists():
@@ -190,8 +252,30 @@ class FeatureCache:
     def splits(self) -> list[str]:
         return list(self.manifest["splits"])
 
-    def X(self, split: str) -> np.ndarray:
-        return np.load(self.path / f"{split}{X_SUFFIX}", mmap_mode="r", allow_pickle=False)
+    @property
+    def poolings(self) -> list[str]:
+        """Every pooling the cache holds; the first is the default (``X(split)``)."""
+        return list(_pooling_dims(self.manifest))
+
+    def hidden_size(self, pooling: str | None = None) -> int:
+        return _pooling_dims(self.manifest)[self._pooling(pooling)]
+
+    def _pooling(self, pooling: str | None) -> str:
+        if pooling is None:
+            return self.poolings[0]
+        if pooling not in self.poolings:
+            raise CacheError(
+                f"{self.path}: no pooling {pooling!r}; this cache holds {', '.join(self.poolings)}. "
+                f"Add it to [encoder] extra_poolings (--set \"encoder.extra_poolings=['{pooling}']\") "
+                "and run 'make extract'."
+            )
+        return pooling
+
+    def X(self, split: str, pooling: str | None = None) -> np.ndarray:
+        """Memory-mapped float32 (n_rows, hidden_size) features of `split`; the default pooling if None."""
+        pooling = self._pooling(pooling)
+        name = x_name(split, None if pooling == self.poolings[0] else pooling)
+        return np.load(self.path / name, mmap_mode="r", allow_pickle=False)
 
     def y(self, split: str) -> np.ndarray:
         return np.load(self.path / f"{split}{Y_SUFFIX}", mmap_mode="r", allow_pickle=False)
@@ -214,6 +298,14 @@ class FeatureCache:
 
     def ids(self, split: str) -> list[str]:
         return [r["id"] for r in self._rows(split)]
+
+
+def _pooling_dims(manifest: dict) -> dict[str, int]:
+    """pooling name -> hidden size, default first (a manifest without `poolings` holds one)."""
+    poolings = manifest.get("poolings")
+    if poolings:
+        return {name: int(p["hidden_size"]) for name, p in poolings.items()}
+    return {manifest.get("pooling", "cls"): int(manifest["hidden_size"])}
 
 
 def read_cache(path: str | Path, verify: bool = True) -> FeatureCache:
@@ -244,21 +336,27 @@ def read_cache(path: str | Path, verify: bool = True) -> FeatureCache:
             f"{SCHEMA_VERSION}. Run 'make extract' again to rebuild the cache."
         )
     cache = FeatureCache(path=path, manifest=manifest)
-    n_labels, dim = len(manifest["label_names"]), manifest["hidden_size"]
+    n_labels, dims = len(manifest["label_names"]), _pooling_dims(manifest)
+    default = next(iter(dims))
+    if dims[default] != manifest["hidden_size"]:
+        raise CacheError(f"{mpath}: hidden_size={manifest['hidden_size']} but pooling {default!r} has "
+                         f"{dims[default]}. Run 'make extract' again.")
     for split, n_rows in manifest["splits"].items():
-        for suffix in (X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX):
-            name = f"{split}{suffix}"
+        x_files = [x_name(split, None if p == default else p) for p in dims]
+        for name in (*x_files, f"{split}{Y_SUFFIX}", f"{split}{TEXTS_SUFFIX}"):
             expected = manifest["files"].get(name)
             p = path / name
             if expected is None or not p.is_file() or p.stat().st_size != expected["bytes"]:
                 raise CacheError(f"{p}: missing or not the size its manifest records; run 'make extract' again.")
             if verify and sha256_file(p) != expected["sha256"]:
                 raise CacheError(f"{p}: checksum differs from {mpath}; the file changed. Run 'make extract' again.")
-        X, y = cache.X(split), cache.y(split)
+        y = cache.y(split)
         want_y = (n_rows, n_labels) if manifest["problem_type"] == "multi_label" else (n_rows,)
-        if X.shape != (n_rows, dim) or X.dtype != np.dtype(manifest["dtype"]) or y.shape != want_y:
-            raise CacheError(
-                f"{path}/{split}: X {X.shape} {X.dtype}, y {y.shape}; manifest says X ({n_rows}, {dim}) "
-                f"{manifest['dtype']}, y {want_y}. Run 'make extract' again."
-            )
+        for pooling, dim in dims.items():
+            X = cache.X(split, pooling)
+            if X.shape != (n_rows, dim) or X.dtype != np.dtype(manifest["dtype"]) or y.shape != want_y:
+                raise CacheError(
+                    f"{path}/{split} ({pooling}): X {X.shape} {X.dtype}, y {y.shape}; manifest says X "
+                    f"({n_rows}, {dim}) {manifest['dtype']}, y {want_y}. Run 'make extract' again."
+                )
     return cache

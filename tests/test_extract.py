@@ -48,6 +48,12 @@ def test_run_extract_writes_the_cache_contract(tmp_path, toy_data, tiny_encoder)
     assert m["splits"] == {"train": 48, "validation": 16, "test": 16}
     assert m["label_names"] == ["joy", "sadness", "anger", "fear"] and m["problem_type"] == "multi_label"
     assert (m["pooling"], m["layer"], m["max_length"], m["hidden_size"], m["dtype"]) == ("cls", -1, 16, 32, "float32")
+    assert m["compute_dtype"] in ("float32", "bfloat16") and m["quantize"] == "none"
+    assert c.poolings == ["cls", "mean"] and m["poolings"]["mean"] == {"hidden_size": 32, "token": "mean",
+                                                                       "layers": [2], "agg": None}
+    assert c.X("train", "mean").shape == (48, 32) and not np.allclose(c.X("train", "mean"), c.X("train"))
+    assert sum(len(v) for v in m["shards"].values()) == 3 and m["world_size"] == 1
+    assert m["tokens"]["train"]["real_tokens"] <= m["tokens"]["train"]["padded_tokens"]
     assert m["model_revision"].startswith("sha256:") and len(m["dataset_fingerprint"]) == 3
     assert set(m["versions"]) >= {"torch", "transformers", "datasets"} and m["device"] == "cpu"
     assert m["config"]["encoder"]["max_length"] == 16

@@ -1,0 +1,241 @@
+"""``make bench-extract``: probekit's extraction against the book's recipe and sentence-transformers.
+
+    probekit bench-extract --config configs/goemotions-local.toml --data ../shared/data/goemotions
+    make bench-extract                      (GoEmotions from ../shared/data/goemotions when present)
+
+On the first ``[bench] n_texts`` train texts, with the same model and torch threads, it
+times (a) the book's recipe, (b) sentence-transformers' ``encode``, (c) probekit in each
+of ``[bench] dtypes``, in ``repeats`` interleaved rounds (each method's fastest round
+counts). It reports texts/s, real tokens/s, the padded-token fraction, useful GFLOP/s as
+a fraction of this machine's fp32 matmul peak, speed ratios, the feature difference to
+the book's, test macro-F1 of logistic regression per dtype, and the peak RSS of
+``probekit extract`` on all the data vs a quarter of it (``extract.bench_rss``). The
+table goes to stdout, the JSON to ``<artifacts>/<run>/<[bench] output>``. A benchmark,
+not a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from extract import data as data_mod
+from extract.batching import tokenize
+from extract.bench_baselines import BookRecipe, SentenceTransformersEncode, flop_counter, peak_fp32_gflops
+from extract.cache import write_json_atomic
+from extract.config import PROJECT_ROOT, Config, DataSection, load_config
+from extract.encode import cpu_threads, load_encoder, make_extractor, resolve_dtype, resolve_model
+
+logger = logging.getLogger(__name__)
+
+WARMUP_TEXTS = 128
+
+
+def bench_data(cfg: Config) -> DataSection:
+    """[bench] data: GoEmotions when asked for (auto) and present, else the run's [data]."""
+    b = cfg.bench
+    demo = cfg.data.source == "local" and Path(cfg.data.path).resolve() == (PROJECT_ROOT / "extract/demo").resolve()
+    ge = Path(b.goemotions_dir)
+    ge = ge if ge.is_absolute() else PROJECT_ROOT / ge
+    if b.data == "auto" and demo and (ge / "train.tsv").is_file():
+        return load_config(PROJECT_ROOT / "configs/goemotions-local.toml", [f"data.path={str(ge)!r}"]).data
+    return cfg.data
+
+
+def _cosine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    return (A * B).sum(1) / np.maximum(np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1), 1e-12)
+
+
+def macro_f1(X_train, y_train, X_test, y_test, problem_type: str, seed: int = 0) -> float:
+    """Test macro-F1 of (one-vs-rest) logistic regression on standardised features, balanced classes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    lr = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced", random_state=seed)
+    multi = problem_type == "multi_label"
+    keep = np.flatnonzero(y_train.sum(0) > 0) if multi else None  # a label never seen in train cannot be fit
+    est = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if multi else lr)
+    est.fit(X_train, y_train[:, keep] if multi else y_train)
+    pred = est.predict(X_test)
+    if multi:
+        full = np.zeros_like(y_test)
+        full[:, keep] = pred
+        pred = full
+    return float(f1_score(y_test, pred, average="macro", zero_division=0))
+
+
+def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np.ndarray) -> tuple[dict, dict]:
+    """name -> callable(texts) -> (X, padded tokens), for texts that are a prefix of the benchmark's;
+    and dtype -> the probekit Extractor behind "probekit <dtype>"."""
+    enc = cfg.encoder
+    methods, extractors = {}, {}
+    if "book" in cfg.bench.baselines:
+        book = BookRecipe(path, enc.max_length)
+        methods["book"] = lambda t: (book(t), book.padded_tokens(lengths[:len(t)]))
+    if "sentence_transformers" in cfg.bench.baselines:
+        st = SentenceTransformersEncode(path)
+        methods["sentence_transformers"] = lambda t: (st(t), st.padded_tokens(t, lengths[:len(t)]))
+    for d in dtypes:
+        quantize = "int8" if d == "int8" else "none"
+        tok, model = load_encoder(enc, path, local, "cpu", "float32" if d == "int8" else d, quantize)
+        extractors[d] = ex = make_extractor(enc, tok, model, "cpu", poolings=[enc.pooling])
+
+        def run(t, ex=ex):
+            arrays, stats = ex.encode(t)
+            return arrays[enc.pooling], stats["padded_tokens"]
+
+        methods[f"probekit {d}"] = run
+    return methods, extractors
+
+
+def _time_rounds(methods: dict, texts: list[str], repeats: int) -> tuple[dict, dict, dict]:
+    """Interleaved rounds, the order rotated each round; seconds per round, first features, padded tokens."""
+    for fn in methods.values():  # warm-up: first-call costs are not the steady state
+        fn(texts[:WARMUP_TEXTS])
+    seconds: dict = {name: [] for name in methods}
+    features, padded = {}, {}
+    names = list(methods)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            X, padded[name] = methods[name](texts)
+            seconds[name].append(round(time.perf_counter() - t, 4))
+            features.setdefault(name, X)
+            logger.info("bench: round %d, %-24s %.2fs", r + 1, name, seconds[name][-1])
+    return seconds, features, padded
+
+
+def run_bench(cfg: Config) -> dict:
+    """Run the benchmark; print the table, write and return the JSON."""
+    import torch
+    from transformers import AutoTokenizer
+
+    b, enc = cfg.bench, cfg.encoder
+    data_cfg = bench_data(cfg)
+    ds = data_mod.load(data_cfg)
+    texts = ds.splits["train"].texts[:b.n_texts]
+    torch.set_num_threads(cpu_threads(enc))
+    path, local = resolve_model(enc)
+    default = resolve_dtype(dataclasses.replace(enc, quantize="none"), "cpu")
+    dtypes = list(dict.fromkeys(default if d == "auto" else d for d in b.dtypes))
+    logger.info("bench: %d texts of %s, %d threads, probekit in %s, %d rounds", len(texts),
+                data_cfg.path, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
+    peak = peak_fp32_gflops()
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
+    lengths = tokenize(tokenizer, texts, enc.max_length).lengths
+    methods, extractors = _methods(cfg, path, local, dtypes, lengths)
+    seconds, features, padded = _time_rounds(methods, texts, b.repeats)
+    flops = flop_counter(load_encoder(enc, path, local, "cpu")[1])(lengths)
+    result = summarise(len(texts), lengths, peak, seconds, padded, features, flops, default, dtypes)
+    if b.f1_test_texts >= 0 and "float32" in extractors:
+        _add_f1(cfg, ds, result, extractors, features)
+    if b.rss:
+        from extract.bench_rss import rss_report
+
+        result["rss"] = rss_report(cfg, data_cfg)
+    result["conditions"] = {
+        "threads": torch.get_num_threads(), "rounds": b.repeats, "timing": "fastest of the interleaved rounds",
+        "data": str(data_cfg.path), "model": enc.model, "max_length": enc.max_length, "pooling": enc.pooling,
+        "max_batch_tokens": next(iter(extractors.values())).max_tokens, "torch": torch.__version__,
+    }
+    out = cfg.run_dir / b.output
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    sys.stdout.write(format_table(result) + f"\nwritten: {out}\n")
+    sys.stdout.flush()
+    return result
+
+
+def summarise(n_texts: int, lengths: np.ndarray, peak: float, seconds: dict, padded: dict, features: dict,
+              flops: float, default: str, dtypes: list[str]) -> dict:
+    """The JSON of the timing part (see README, "Performance")."""
+    real = int(lengths.sum())
+
+    def entry(name: str) -> dict:
+        t = min(seconds[name])
+        return {"texts_per_s": round(n_texts / t, 2), "real_tokens_per_s": round(real / t, 1),
+                "padded_fraction": round(1 - real / padded[name], 4), "gflops": round(flops / t / 1e9, 2),
+                "peak_fraction": round(flops / t / 1e9 / peak, 4), "seconds": seconds[name]}
+
+    out: dict = {"subset": {"n_texts": n_texts, "real_tokens": real}, "peak_fp32_gflops": round(peak, 1),
+                 "useful_gflop": round(flops / 1e9, 2), "default_dtype": default, "probekit": {}}
+    for base in ("book", "sentence_transformers"):
+        if base in seconds:
+            out[base] = entry(base)
+    book = features.get("book")
+    fp32 = features.get("probekit float32")
+    for d in dtypes:
+        e = entry(f"probekit {d}")
+        X = features[f"probekit {d}"]
+        for base, key in (("book", "ratio_vs_book"), ("sentence_transformers", "ratio_vs_st")):
+            e[key] = round(e["texts_per_s"] / out[base]["texts_per_s"], 3) if base in out else None
+        if book is not None:
+            cos = _cosine(X, book)
+            e.update(max_abs_diff_vs_book=float(np.abs(X - book).max()),
+                     mean_abs_diff_vs_book=float(np.abs(X - book).mean()),
+                     min_cosine_vs_book=round(float(cos.min()), 6))
+        if fp32 is not None:
+            cos = _cosine(X, fp32)
+            e.update(min_cosine_vs_fp32=round(float(cos.min()), 6), mean_cosine_vs_fp32=round(float(cos.mean()), 6),
+                     mean_abs_diff_vs_fp32=float(np.abs(X - fp32).mean()))
+        out["probekit"][d] = e
+    return out
+
+
+def _add_f1(cfg: Config, ds, result: dict, extractors: dict, features: dict) -> None:
+    """Test macro-F1 of logistic regression on each dtype's features (train: the benchmark's texts)."""
+    n = len(next(iter(features.values())))
+    test = ds.splits["test"]
+    m = cfg.bench.f1_test_texts or len(test.texts)
+    for d, ex in extractors.items():
+        X_test = ex.encode(test.texts[:m])[0][cfg.encoder.pooling]
+        f1 = macro_f1(features[f"probekit {d}"], ds.splits["train"].y[:n], X_test, test.y[:m], ds.problem_type,
+                      cfg.run.seed)
+        result["probekit"][d]["test_macro_f1"] = round(f1, 4)
+        logger.info("bench: %s: test macro-F1 %.4f (logistic regression, %d train / %d test texts)", d, f1, n, m)
+    if "float32" in result["probekit"]:
+        ref = result["probekit"]["float32"]["test_macro_f1"]
+        for e in result["probekit"].values():
+            e["f1_delta_vs_fp32"] = round(e["test_macro_f1"] - ref, 4)
+
+
+def format_table(r: dict) -> str:
+    """The benchmark as a plain-text table."""
+    head = (f"{'method':<24}{'texts/s':>9}{'tokens/s':>10}{'padded':>8}{'GFLOP/s':>9}{'%peak':>7}"
+            f"{'x book':>8}{'x ST':>7}{'max|d| book':>13}{'min cos':>9}{'F1':>8}")
+    lines = [f"extraction benchmark: {r['subset']['n_texts']} texts, {r['subset']['real_tokens']} real tokens, "
+             f"fp32 matmul peak {r['peak_fp32_gflops']:.0f} GFLOP/s, default dtype {r['default_dtype']}", head]
+
+    def row(name: str, e: dict) -> str:
+        def f(key, fmt, width):
+            v = e.get(key)
+            return format(v, fmt).rjust(width) if isinstance(v, (int, float)) else "-".rjust(width)
+        return (f"{name:<24}{f('texts_per_s', '.1f', 9)}{f('real_tokens_per_s', '.0f', 10)}"
+                f"{f('padded_fraction', '.1%', 8)}{f('gflops', '.1f', 9)}{f('peak_fraction', '.0%', 7)}"
+                f"{f('ratio_vs_book', '.2f', 8)}{f('ratio_vs_st', '.2f', 7)}{f('max_abs_diff_vs_book', '.1e', 13)}"
+                f"{f('min_cosine_vs_fp32', '.4f', 9)}{f('test_macro_f1', '.4f', 8)}")
+
+    for base in ("book", "sentence_transformers"):
+        if base in r:
+            lines.append(row(base, r[base]))
+    lines += [row(f"probekit {d}", e) for d, e in r["probekit"].items()]
+    if "rss" in r:
+        lines.append(rss_line(r["rss"]))
+    return "\n".join(lines)
+
+
+def rss_line(rss: dict) -> str:
+    if "full" not in rss:
+        return f"peak RSS: {rss.get('skipped', 'not measured')}"
+    full, quarter = rss["full"], rss["quarter"]
+    return (f"peak RSS of probekit extract: {full['max_rss_mb']:.0f} MB on {full['n_texts']} texts "
+            f"({full['seconds']:.1f}s), {quarter['max_rss_mb']:.0f} MB on {quarter['n_texts']} "
+            f"(ratio {rss['ratio']:.2f}); warm rerun {rss.get('warm_rerun_s', float('nan')):.2f}s after imports")

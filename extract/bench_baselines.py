@@ -1,0 +1,115 @@
+"""What ``make bench-extract`` compares probekit with, and how it counts FLOPs.
+
+* the book's recipe ("Natural Language Processing with Transformers", chapter 2):
+  ``Dataset.map`` tokenizing with ``padding=True`` in batches of 1,000 (the default),
+  ``set_format("torch")``, then a second batched ``map`` running the model under
+  ``torch.no_grad()`` and keeping the [CLS] vector;
+* sentence-transformers' ``encode`` with its defaults (length-sorted batches of 32);
+* this machine's fp32 matmul peak, the yardstick of the achieved GFLOP/s.
+
+Useful FLOPs count real tokens only: 2 x (weights of every Linear layer but the pooler)
+per token, plus the attention products (4 x hidden_size x n_layers per pair of tokens
+of a text). Padding is work, not useful work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BOOK_MAP_BATCH = 1000  # Dataset.map's default batch_size
+
+
+def peak_fp32_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """The best fp32 GFLOP/s of an n x n matmul with torch's current threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def flop_counter(model):
+    """A function: token lengths -> useful forward FLOPs of those texts (no padding)."""
+    import torch
+
+    linear = sum(m.weight.numel() for name, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and "pooler" not in name)
+    if not linear:  # a quantised model: count the fp32 twin's weights instead
+        linear = sum(m.weight().numel() for name, m in model.named_modules()
+                     if hasattr(m, "weight") and callable(m.weight) and "pooler" not in name)
+    cfg = model.config
+    per_pair = 4 * cfg.hidden_size * cfg.num_hidden_layers
+
+    def count(lengths: np.ndarray) -> float:
+        lengths = np.asarray(lengths, dtype=np.float64)
+        return float(2 * linear * lengths.sum() + per_pair * (lengths ** 2).sum())
+
+    return count
+
+
+class BookRecipe:
+    """The book's feature extraction, verbatim apart from max_length (for equal truncation)."""
+
+    def __init__(self, path: str, max_length: int):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        self.max_length = max_length
+
+    def padded_tokens(self, lengths: np.ndarray) -> int:
+        """Every map batch of 1,000 texts is padded to its longest."""
+        return int(sum(len(lengths[i:i + BOOK_MAP_BATCH]) * lengths[i:i + BOOK_MAP_BATCH].max()
+                       for i in range(0, len(lengths), BOOK_MAP_BATCH)))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import datasets
+        import torch
+
+        tokenizer, model = self.tokenizer, self.model
+
+        def tokenize(batch):
+            return tokenizer(batch["text"], padding=True, truncation=True, max_length=self.max_length)
+
+        def extract_hidden_states(batch):
+            inputs = {k: v for k, v in batch.items() if k in tokenizer.model_input_names}
+            with torch.no_grad():
+                last_hidden_state = model(**inputs).last_hidden_state
+            return {"hidden_state": last_hidden_state[:, 0].cpu().numpy()}
+
+        ds = datasets.Dataset.from_dict({"text": texts})
+        encoded = ds.map(tokenize, batched=True)
+        encoded.set_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
+        hidden = encoded.map(extract_hidden_states, batched=True)
+        return np.asarray(hidden.with_format("numpy")["hidden_state"], dtype=np.float32)
+
+
+class SentenceTransformersEncode:
+    """``SentenceTransformer(path).encode(texts)`` with its defaults (its own pooling and normalisation)."""
+
+    def __init__(self, path: str):
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+    def padded_tokens(self, texts: list[str], lengths: np.ndarray) -> int:
+        """Its batches: 32 texts in order of decreasing character length, each padded to its longest."""
+        lengths = np.minimum(lengths, self.model.max_seq_length)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        return int(sum(len(b) * lengths[b].max() for b in np.array_split(order, range(32, len(order), 32))))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, show_progress_bar=False), dtype=np.float32)

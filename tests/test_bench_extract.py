@@ -1,0 +1,62 @@
+"""The extraction benchmark runs end to end on tiny inputs and writes the documented JSON.
+
+It checks the shape of the report, not the timings (a test does not time things).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_config, toy_overrides
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+
+def _cfg(tmp_path, toy_data, tiny_encoder, *more):
+    return make_config(tmp_path, *toy_overrides(toy_data, tiny_encoder), "bench.data='config'", "bench.n_texts=20",
+                       "bench.repeats=2", "bench.f1_test_texts=16", *more)
+
+
+def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, tiny_encoder, capsys):
+    pytest.importorskip("sentence_transformers")
+    from extract.bench import run_bench
+
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32', 'auto', 'int8']")
+    r = run_bench(cfg)
+    assert r == json.loads((cfg.run_dir / "bench_extract.json").read_text())
+    assert r["subset"]["n_texts"] == 20 and r["subset"]["real_tokens"] > 20 and r["peak_fp32_gflops"] > 0
+    assert r["book"]["texts_per_s"] > 0 and r["sentence_transformers"]["texts_per_s"] > 0
+    assert r["default_dtype"] in ("float32", "bfloat16")
+    assert set(r["probekit"]) == {"float32", r["default_dtype"], "int8"}
+    for e in r["probekit"].values():
+        assert set(e) >= {"texts_per_s", "ratio_vs_book", "ratio_vs_st", "peak_fraction", "max_abs_diff_vs_book",
+                          "min_cosine_vs_book", "test_macro_f1", "padded_fraction", "real_tokens_per_s"}
+        assert e["ratio_vs_book"] == pytest.approx(e["texts_per_s"] / r["book"]["texts_per_s"], rel=1e-2)
+        assert len(e["seconds"]) == 2 and 0 <= e["padded_fraction"] < 1 and 0 <= e["test_macro_f1"] <= 1
+    fp32 = r["probekit"]["float32"]
+    assert fp32["max_abs_diff_vs_book"] < 1e-4 and fp32["min_cosine_vs_book"] > 0.99999  # the same [CLS] features
+    assert r["probekit"]["int8"]["mean_abs_diff_vs_fp32"] > 0
+    assert r["book"]["padded_fraction"] >= fp32["padded_fraction"]  # one batch padded to its longest text
+    out = capsys.readouterr().out
+    assert "probekit float32" in out and "sentence_transformers" in out and "bench_extract.json" in out
+
+
+def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, toy_data, tiny_encoder):
+    from extract.bench_rss import quarter_copy
+
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder)
+    assert quarter_copy(cfg.data, tmp_path / "q")
+    for split, n in (("train", 12), ("validation", 4), ("test", 4)):
+        lines = (tmp_path / "q" / f"{split}.jsonl").read_text().splitlines()
+        assert lines == (toy_data / f"{split}.jsonl").read_text().splitlines()[:n]
+    assert (tmp_path / "q" / "labels.txt").is_file()
+
+
+def test_book_recipe_pads_each_thousand_to_its_longest():
+    from extract.bench_baselines import BookRecipe
+
+    lengths = np.array([5] * 999 + [40] + [3] * 10)
+    assert BookRecipe.padded_tokens(None, lengths) == 1000 * 40 + 10 * 3

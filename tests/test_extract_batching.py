@@ -1,0 +1,158 @@
+"""Token-budget batches, padding, input order, long texts in windows, compute dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from extract.batching import Tokenized, aggregate_windows, pad_batch, plan_batches
+
+
+def _tok(lengths) -> Tokenized:
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    ids = np.arange(1, offsets[-1] + 1, dtype=np.int64)
+    return Tokenized(ids=ids, offsets=offsets, sample=np.arange(len(lengths)), n_texts=len(lengths), n_truncated=0)
+
+
+def test_batches_cover_every_row_once_within_the_budget():
+    lengths = np.random.default_rng(0).integers(1, 60, size=500)
+    batches = plan_batches(lengths, max_tokens=256)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(500))
+    assert all(len(b) * lengths[b].max() <= 256 for b in batches)
+    longest = [lengths[b].max() for b in batches]
+    assert longest == sorted(longest, reverse=True)  # longest first
+    assert all(len(b) <= 7 for b in plan_batches(lengths, max_tokens=10_000, max_rows=7))
+    assert [len(b) for b in plan_batches(np.array([300, 5]), max_tokens=100)] == [1, 1]  # a row over budget goes alone
+
+
+def test_padding_is_right_sided_and_masked():
+    tok = _tok([3, 1, 2])
+    ids, mask = pad_batch(tok, np.array([2, 0, 1]), pad_id=0)
+    np.testing.assert_array_equal(ids, [[5, 6, 0], [1, 2, 3], [4, 0, 0]])
+    np.testing.assert_array_equal(mask, [[1, 1, 0], [1, 1, 1], [1, 0, 0]])
+
+
+def test_windows_fold_into_one_row_per_text():
+    X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    sample = np.array([0, 0, 1, 2, 2])
+    np.testing.assert_allclose(aggregate_windows(X, sample, 3, "mean"), [[1, 2], [4, 5], [7, 8]])
+    np.testing.assert_allclose(aggregate_windows(X, sample, 3, "max"), [[2, 3], [4, 5], [8, 9]])
+    assert aggregate_windows(X, np.arange(5), 5, "mean") is X
+
+
+@pytest.fixture
+def tiny(tiny_encoder):
+    pytest.importorskip("torch")
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder
+
+    enc = EncoderSection(model=str(tiny_encoder), dtype="float32", max_length=12)
+    tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+    return enc, tokenizer, model
+
+
+def test_order_is_restored_whatever_the_batching(tiny):
+    from extract.encode import make_extractor
+
+    enc, tokenizer, model = tiny
+    rng = np.random.default_rng(1)
+    words = "happy sad angry the movie was my friend so very gloomy".split()
+    texts = [" ".join(rng.choice(words, rng.integers(1, 15))) for _ in range(40)]
+    ex = make_extractor(enc, tokenizer, model, "cpu", poolings=["cls", "mean"])
+    results = []
+    for budget in (12, 40, 1000):
+        ex.max_tokens = budget
+        results.append(ex.encode(texts)[0])
+    one = make_extractor(enc, tokenizer, model, "cpu", poolings=["cls", "mean"])
+    singles = [one.encode([t])[0] for t in texts[:5]]
+    for arrays in results:
+        for name in ("cls", "mean"):
+            np.testing.assert_allclose(arrays[name], results[0][name], atol=2e-5)
+            for i, s in enumerate(singles):
+                np.testing.assert_allclose(arrays[name][i], s[name][0], atol=2e-5)
+
+
+def _window_reference(tokenizer, model, text, max_length, stride, name, agg):
+    """Every window of `text` encoded alone, then pooled and aggregated by hand."""
+    import torch
+
+    enc = tokenizer(text, truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
+    vecs = []
+    with torch.inference_mode():
+        for ids in enc["input_ids"]:
+            h = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+            vecs.append((h[0] if name == "cls" else h.mean(0)).numpy())
+    return len(vecs), (np.mean(vecs, axis=0) if agg == "mean" else np.max(vecs, axis=0))
+
+
+@pytest.mark.parametrize("agg", ["mean", "max"])
+def test_long_texts_in_windows(tiny, agg):
+    from extract.config import EncoderSection
+    from extract.encode import make_extractor
+
+    _, tokenizer, model = tiny
+    enc = EncoderSection(model="x", max_length=12, long_text="window", window_stride=3, window_agg=agg)
+    long = " ".join(["happy sad angry the movie was my friend"] * 4)  # 32 word tokens: several windows
+    texts = ["glad", long, "so very gloomy today", long[:60]]
+    ex = make_extractor(enc, tokenizer, model, "cpu", poolings=["cls", "mean"])
+    arrays, stats = ex.encode(texts)
+    assert stats["n_texts"] == 4 and stats["n_truncated"] == 2 and stats["n_rows"] > 6
+    for name in ("cls", "mean"):
+        assert arrays[name].shape == (4, 32)
+        for i, t in enumerate(texts):
+            n_windows, ref = _window_reference(tokenizer, model, t, 12, 3, name, agg)
+            assert (n_windows > 1) == (i in (1, 3))
+            np.testing.assert_allclose(arrays[name][i], ref, atol=2e-5, err_msg=f"{name} text {i}")
+    trunc = make_extractor(EncoderSection(model="x", max_length=12), tokenizer, model, "cpu", ["cls"])
+    cut, tstats = trunc.encode(texts)
+    assert tstats["n_truncated"] == 2 and tstats["n_rows"] == 4
+    np.testing.assert_allclose(cut["cls"][0], arrays["cls"][0], atol=2e-5)  # short texts: one window, no change
+    assert not np.allclose(cut["cls"][1], arrays["cls"][1], atol=1e-3)
+
+
+def test_bfloat16_and_int8_stay_close_to_float32(tiny_encoder):
+    pytest.importorskip("torch")
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder, make_extractor, resolve_dtype
+
+    texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend is angry"] * 3
+    out = {}
+    for dtype, quantize in (("float32", "none"), ("bfloat16", "none"), ("float32", "int8")):
+        enc = EncoderSection(model=str(tiny_encoder), dtype=dtype, quantize=quantize)
+        assert resolve_dtype(enc, "cpu") == dtype
+        tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu", dtype, quantize)
+        out[dtype + quantize] = make_extractor(enc, tokenizer, model, "cpu")
+        out[dtype + quantize] = out[dtype + quantize].encode(texts)[0]["mean"]
+    ref = out["float32none"]
+    for other in ("bfloat16none", "float32int8"):
+        X = out[other]
+        assert X.dtype == np.float32
+        cos = (X * ref).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cos.min() > 0.98, other
+
+
+def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, monkeypatch):
+    """The CUDA pipeline (a padding thread feeding the device) run on the CPU."""
+    import threading
+
+    from extract import engine
+    from extract.encode import make_extractor
+
+    enc, tokenizer, model = tiny
+    texts = ["happy glad", "the sad movie was so very gloomy today", "my friend", "a"] * 5
+    plain = make_extractor(enc, tokenizer, model, "cpu")
+    piped = make_extractor(enc, tokenizer, model, "cpu")
+    piped.overlap, piped.max_tokens = True, 24  # several batches through the queue
+    a, b = plain.encode(texts), piped.encode(texts)
+    for name in a[0]:
+        np.testing.assert_allclose(b[0][name], a[0][name], atol=1e-6)
+    assert b[1]["n_batches"] > 3 and b[1]["padded_tokens"] >= b[1]["real_tokens"]
+
+    def broken(*args):
+        raise RuntimeError("padding failed")
+
+    monkeypatch.setattr(engine, "pad_batch", broken)
+    with pytest.raises(RuntimeError, match="padding failed"):
+        piped.encode(texts)
+    assert not any(t.name == "probekit-pad" for t in threading.enumerate())
