@@ -50,16 +50,13 @@ def load_data(cfg: Config):
     missing = [s for s in SPLITS if s not in cache.splits]
     if missing:
         raise ProbekitError(f"{cache.path}: no {missing} split; classify needs train, validation and test.")
-    available = list(getattr(cache, "poolings", None) or [cache.manifest["pooling"]])
+    available = cache.poolings
     poolings = list(cfg.classify.features) or available
     unknown = [p for p in poolings if p not in available]
     if unknown:
         raise ProbekitError(f"[classify] features={unknown}: the cache at {cache.path} holds {available}; "
                             "choose among them or re-extract with those poolings.")
-    def read(split: str, pooling: str) -> np.ndarray:
-        return cache.X(split) if pooling == cache.manifest["pooling"] else cache.X(split, pooling)
-
-    X = {p: {s: read(s, p) for s in SPLITS} for p in poolings}
+    X = {p: {s: cache.X(s, p) for s in SPLITS} for p in poolings}
     multi = cache.problem_type == "multi_label"
     y = {s: np.asarray(cache.y(s)) for s in SPLITS}
     if not multi and len(np.unique(y["train"])) < 2:
