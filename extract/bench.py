@@ -96,21 +96,27 @@ def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np
     return methods, extractors
 
 
-def _time_rounds(methods: dict, texts: list[str], repeats: int) -> tuple[dict, dict, dict]:
-    """Interleaved rounds, the order rotated each round; seconds per round, first features, padded tokens."""
+def _time_rounds(methods: dict, texts: list[str], repeats: int) -> tuple[dict, dict, dict, float]:
+    """Interleaved rounds, the order rotated each round.
+
+    Returns seconds per round, the first round's features, padded tokens, and the fp32
+    matmul peak (the best of a measurement before every round, as the timings are).
+    """
     for fn in methods.values():  # warm-up: first-call costs are not the steady state
         fn(texts[:WARMUP_TEXTS])
     seconds: dict = {name: [] for name in methods}
     features, padded = {}, {}
     names = list(methods)
+    peak = 0.0
     for r in range(repeats):
+        peak = max(peak, peak_fp32_gflops())
         for name in names[r % len(names):] + names[:r % len(names)]:
             t = time.perf_counter()
             X, padded[name] = methods[name](texts)
             seconds[name].append(round(time.perf_counter() - t, 4))
             features.setdefault(name, X)
             logger.info("bench: round %d, %-24s %.2fs", r + 1, name, seconds[name][-1])
-    return seconds, features, padded
+    return seconds, features, padded, max(peak, peak_fp32_gflops())
 
 
 def run_bench(cfg: Config) -> dict:
@@ -128,11 +134,10 @@ def run_bench(cfg: Config) -> dict:
     dtypes = list(dict.fromkeys(default if d == "auto" else d for d in b.dtypes))
     logger.info("bench: %d texts of %s, %d threads, probekit in %s, %d rounds", len(texts),
                 data_cfg.path, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
-    peak = peak_fp32_gflops()
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
     lengths = tokenize(tokenizer, texts, enc.max_length).lengths
     methods, extractors = _methods(cfg, path, local, dtypes, lengths)
-    seconds, features, padded = _time_rounds(methods, texts, b.repeats)
+    seconds, features, padded, peak = _time_rounds(methods, texts, b.repeats)
     flops = flop_counter(load_encoder(enc, path, local, "cpu")[1])(lengths)
     result = summarise(len(texts), lengths, peak, seconds, padded, features, flops, default, dtypes)
     if b.f1_test_texts >= 0 and "float32" in extractors:
@@ -238,4 +243,5 @@ def rss_line(rss: dict) -> str:
     full, quarter = rss["full"], rss["quarter"]
     return (f"peak RSS of probekit extract: {full['max_rss_mb']:.0f} MB on {full['n_texts']} texts "
             f"({full['seconds']:.1f}s), {quarter['max_rss_mb']:.0f} MB on {quarter['n_texts']} "
-            f"(ratio {rss['ratio']:.2f}); warm rerun {rss.get('warm_rerun_s', float('nan')):.2f}s after imports")
+            f"(ratio {rss['ratio']:.2f}); warm rerun {rss['warm_rerun_s']:.2f}s after imports "
+            f"({rss['warm_rerun_s_without_wandb']:.2f}s without W&B)")

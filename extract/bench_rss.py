@@ -1,11 +1,12 @@
 """Peak memory of ``probekit extract`` on all the data vs a quarter of it, and a warm rerun.
 
 Each measurement is a fresh ``probekit extract`` process (the run's [run], [data] and
-[encoder] settings, outputs in a temporary folder) whose own peak RSS
-(``ru_maxrss``) and time after its imports are read back. The quarter is the first
+[encoder] settings, outputs in a temporary folder) whose own peak RSS (``VmHWM``;
+Linux only) and time after its imports are read back. The quarter is the first
 quarter of every split file, copied to a temporary folder (local tsv/csv/jsonl data).
 The warm rerun repeats the full run on its finished cache: it only loads the data,
-checks the cache and returns.
+checks the cache and returns (timed as configured, and once more with ``report.wandb``
+off, since the extract stage's W&B run alone takes seconds).
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ logger = logging.getLogger(__name__)
 
 _MARK = "PROBEKIT_RSS "
 _CHILD = f"""
-import json, resource, sys, time
+import json, sys, time
 import datasets, torch, transformers  # imported before the clock starts: the time is work after imports
 from extract.cli import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
 seconds = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, the peak of this process image: ru_maxrss would start from the (large) parent's
+# RSS at fork, as Linux carries it across exec.
+with open("/proc/self/status") as f:
+    rss = next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024
 print({_MARK!r} + json.dumps({{"rc": rc, "seconds": seconds, "max_rss_mb": rss}}), flush=True)
 """
 
@@ -56,14 +60,20 @@ def quarter_copy(data: DataSection, dest: Path) -> bool:
     return True
 
 
-def _child(cfg: Config, data: DataSection, artifacts: Path) -> dict:
-    """One ``probekit extract`` in a fresh process with these settings; its peak RSS, time and rows."""
+def _child(cfg: Config, data: DataSection, artifacts: Path, *more: str) -> dict:
+    """One ``probekit extract`` in a fresh process with these settings; its peak RSS, time and rows.
+
+    Args:
+        more: further ``--set`` overrides.
+    """
     data = dataclasses.replace(data, path=str(Path(data.path).resolve()) if data.source == "local" else data.path)
     run = dataclasses.replace(cfg.run, artifacts=str(artifacts))
     args = ["-q", "extract", "--config", cfg.source or str(PROJECT_ROOT / "configs/demo.toml")]
     for section, obj in (("run", run), ("data", data), ("encoder", cfg.encoder)):
         for f in dataclasses.fields(obj):
             args += ["--set", f"{section}.{f.name}={json_ready(getattr(obj, f.name))!r}"]
+    for item in more:
+        args += ["--set", item]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith(_MARK)), None)
@@ -84,10 +94,12 @@ def rss_report(cfg: Config, data: DataSection) -> dict:
             return {"skipped": f"needs local tsv/csv/jsonl data ([data] source={data.source}, format={data.format})"}
         logger.info("bench: probekit extract on all the data, in a fresh process")
         full = _child(cfg, data, tmp / "full")
-        logger.info("bench: the same again, on its finished cache (warm rerun)")
+        logger.info("bench: the same again, on its finished cache (warm rerun), with and without W&B")
         warm = _child(cfg, data, tmp / "full")
+        bare = _child(cfg, data, tmp / "full", "report.wandb=False")
         logger.info("bench: probekit extract on a quarter of the data")
         quarter = _child(cfg, dataclasses.replace(data, path=str(tmp / "quarter-data")), tmp / "quarter")
     return {"full": full, "quarter": quarter, "ratio": round(full["max_rss_mb"] / quarter["max_rss_mb"], 3),
-            "warm_rerun_s": warm["seconds"], "warm_rerun_rss_mb": warm["max_rss_mb"],
+            "warm_rerun_s": warm["seconds"], "warm_rerun_s_without_wandb": bare["seconds"],
+            "warm_rerun_rss_mb": warm["max_rss_mb"],
             "full_texts_per_s": round(full["n_texts"] / full["seconds"], 1)}

@@ -122,8 +122,9 @@ class EncoderSection:
     revision: str = "main"  # Hub revision; ignored for local folders (their weights are hashed)
     max_length: int = 128  # tokens per text (per window), [CLS] and [SEP] included
     # Texts are sorted by length and batched by a token budget: max_batch_tokens padded tokens
-    # (rows x longest row) per forward pass; 0 = auto: 2048 on CPU (small batches stay in the
-    # caches), batch_size x max_length on CUDA (the memory of batch_size full-length texts).
+    # (rows x longest row) per forward pass; 0 = auto: on CPU 2048 in float32, 4096 in bfloat16
+    # (extract/encode.py CPU_BATCH_TOKENS), on CUDA batch_size x max_length (the memory of
+    # batch_size full-length texts).
     batch_size: int = 64
     max_batch_tokens: int = 0
     device: str = "auto"  # auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...
@@ -131,6 +132,9 @@ class EncoderSection:
     # CPUs with AMX or AVX512-BF16), else float32. Features are stored as float32 either way.
     dtype: str = "auto"
     quantize: str = "none"  # int8: dynamic int8 quantisation of the Linear layers (CPU only; moves features)
+    # CPU: run BERT-style layers (BERT, RoBERTa, MiniLM, ...) with fused query/key/value and
+    # oneDNN bias+GELU / residual fusions (extract/fastpath.py); same features to ~1e-6.
+    fuse_layers: bool = True
     # The default pooling (X(split)) and others written from the same forward pass, so classify
     # can choose on validation. Names: cls, mean, <cls|mean>_last<K>_<avg|concat>,
     # <cls|mean>_layer<I>, <cls|mean>_layers<I>.<J>..._<avg|concat> (see extract/pooling.py).

@@ -156,3 +156,42 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
     with pytest.raises(RuntimeError, match="padding failed"):
         piped.encode(texts)
     assert not any(t.name == "probekit-pad" for t in threading.enumerate())
+
+
+def test_fused_cpu_layers_give_the_model_s_own_features(tiny_encoder):
+    pytest.importorskip("torch")
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder, make_extractor
+
+    texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
+    out = {}
+    for fuse in (False, True):
+        enc = EncoderSection(model=str(tiny_encoder), dtype="float32", fuse_layers=fuse,
+                             extra_poolings=("mean", "mean_last2_avg", "cls_layers0.1_concat"))
+        tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+        assert getattr(model, "probekit_fused_layers", 0) == (2 if fuse else 0)
+        ex = make_extractor(enc, tokenizer, model, "cpu")
+        ex.max_tokens = 40  # padded batches: the attention mask goes through the fused layers too
+        out[fuse] = ex.encode(texts)[0]
+    for name in out[False]:
+        np.testing.assert_allclose(out[True][name], out[False][name], atol=1e-5, err_msg=name)
+    enc = EncoderSection(model=str(tiny_encoder), quantize="int8")
+    assert getattr(load_encoder(enc, str(tiny_encoder), True, "cpu", "float32", "int8")[1],
+                   "probekit_fused_layers", 0) == 0  # quantised Linear layers are not fused
+
+
+def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
+    torch = pytest.importorskip("torch")
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder
+    from extract.fastpath import fuse_encoder_layers
+
+    enc = EncoderSection(model=str(tiny_encoder), fuse_layers=False)
+    model = load_encoder(enc, str(tiny_encoder), True, "cpu")[1]
+    assert fuse_encoder_layers(model, "cuda:0") == 0  # oneDNN fusions are for the CPU
+    model.train()
+    assert fuse_encoder_layers(model, "cpu") == 0  # dropout would be skipped
+    model.eval()
+    model.encoder.layer[1].intermediate.intermediate_act_fn = torch.nn.ReLU()
+    assert fuse_encoder_layers(model, "cpu") == 1  # the layer whose activation is not GELU keeps its own
+    assert fuse_encoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)), "cpu") == 0
