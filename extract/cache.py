@@ -16,6 +16,7 @@ assembling a cache never holds a whole split in memory. This module is torch-fre
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -45,6 +46,31 @@ MODELS_DIRNAME = "models"
 
 class CacheError(ProbekitError):
     """A cache that exists but cannot be trusted (wrong schema, shape, dtype or checksum)."""
+
+
+class DiskFullError(ProbekitError):
+    """A write failed for lack of space (or quota); nothing half-written was kept."""
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(e: OSError, folder: str | Path, kept: str) -> DiskFullError | None:
+    """A one-line :class:`DiskFullError` for an OSError that means 'disk full', else None.
+
+    Args:
+        folder: where the write went (its free space is reported).
+        kept: what is still there and trusted, e.g. "finished shards are kept in ...".
+    """
+    if getattr(e, "errno", None) not in NO_SPACE:
+        return None
+    try:
+        free = f"{shutil.disk_usage(Path(folder).parent).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"no space left on the device writing under {folder} ({free}); the run stopped and "
+                         f"nothing half-written was kept: {kept}. Free some space (or pass --artifacts DIR "
+                         "on another disk) and run again.")
 
 
 def features_dir(run_dir: str | Path) -> Path:
@@ -90,12 +116,16 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
     """Write JSON to a temporary name in the same folder, then rename it over `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync(path: Path) -> None:

@@ -13,12 +13,14 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from extract import datacheck
 from extract.config import SPLITS, DataSection, ProbekitError
+from extract.datacheck import ISSUE_NOTES
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ class Dataset:
     problem_type: str
     fingerprints: dict[str, str]
     source: dict  # what the manifest records about where the data came from
+    issues: dict = field(default_factory=dict)  # split -> {kind: count} (ISSUE_NOTES), for the manifest
+
+    def issue_notes(self) -> list[str]:
+        """One line per non-zero count, e.g. 'train: 3 empty texts encoded as empty string'."""
+        return [f"{split}: {n} {ISSUE_NOTES[kind]}" for split, counts in self.issues.items()
+                for kind, n in counts.items() if n]
+
+    def manifest_issues(self) -> dict:
+        """The manifest's ``data_issues``: every count (zeros too: those checks ran) and the notes."""
+        return {"counts": self.issues, "notes": self.issue_notes()}
 
 
 def _is_missing(v) -> bool:
@@ -74,7 +86,8 @@ def _load_raw(data: DataSection):
     """Return ({split: datasets.Dataset}, {split: where it came from})."""
     import datasets
 
-    datasets.logging.set_verbosity_error()
+    # Readers log their failures at ERROR before raising; probekit reports each as one line itself.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
     if data.source == "hub":
         try:
@@ -94,6 +107,10 @@ def _load_raw(data: DataSection):
             raw[split], where[split] = dd[name], f"{data.path}[{name}]"
         return raw, where
     files = _local_files(data)
+    for path in files.values():
+        # pyarrow stores bytes that are not UTF-8 and fails only when a row is read, naming no row.
+        datacheck.check_utf8(path, data.format, list(data.column_names), data.header)
+        datacheck.check_surrogates(path, data.format)
     kwargs: dict = {}
     if data.format in ("csv", "tsv"):
         # Every column is read as text: pandas' per-chunk type guessing would otherwise turn
@@ -117,11 +134,16 @@ def _load_raw(data: DataSection):
         try:
             raw[split] = datasets.load_dataset(_BUILDERS[data.format], data_files={"x": path}, split="x", **kwargs)
         except Exception as e:  # the builders raise many types for unreadable files
-            raise DataError(f"{path}: cannot be read as {data.format}: {_first_line(e)}") from None
+            found = datacheck.diagnose(path, data.format)
+            raise DataError(f"{found}." if found else
+                            f"{path}: cannot be read as {data.format}: {_first_line(e)}") from None
     return raw, files
 
 
-def _first_line(e: Exception) -> str:
+def _first_line(e: BaseException) -> str:
+    """The first line of the innermost cause (datasets wraps the reader's own message)."""
+    while e.__cause__ is not None or (e.__context__ is not None and not e.__suppress_context__):
+        e = e.__cause__ or e.__context__
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else type(e).__name__
 
@@ -173,13 +195,21 @@ def _label_names(data: DataSection, raw: dict, fmt: str, values: dict) -> list[s
     return [str(i) for i in range(top + 1)]
 
 
+def _label_id(x) -> int:
+    if isinstance(x, (float, np.floating)) and x != int(x):  # int(1.5) would quietly give 1
+        raise ValueError(f"{x!r} is not a whole number")
+    return int(x)
+
+
 def _parse_row(v, fmt: str) -> list:
     """One label cell -> list of ids (int) or names (str)."""
+    items = v if isinstance(v, (list, tuple)) else [v]
+    if fmt in ("ids", "names") and any(_is_missing(x) or (isinstance(x, str) and not x.strip()) for x in items):
+        raise ValueError("an empty label in the list")
     if fmt == "ids":
-        items = v if isinstance(v, (list, tuple)) else [v]
-        return [int(x) for x in items]
+        return [_label_id(x) for x in items]
     if fmt == "names":
-        return [str(x).strip() for x in (v if isinstance(v, (list, tuple)) else [v])]
+        return [str(x).strip() for x in items]
     parts = [p.strip() for p in str(v).split(",") if p.strip()]
     return [int(p) for p in parts] if fmt == "ids_csv" else parts
 
@@ -215,19 +245,24 @@ def load(data: DataSection) -> Dataset:
         for i in range(len(cols[data.text_field])):
             try:
                 if fmt == "columns":
-                    cells = [cols[f][i] for f in data.label_fields]
-                    if any(_is_missing(c) for c in cells):
-                        raise ValueError("empty label cell")
-                    rows.append([k for k, c in enumerate(cells) if int(float(c)) == 1])
+                    row = []
+                    for k, name in enumerate(data.label_fields):
+                        bad = name  # names the column in the error below
+                        if _is_missing(cols[name][i]) or float(cols[name][i]) not in (0.0, 1.0):
+                            raise ValueError("a label column holds 0 or 1")
+                        if float(cols[name][i]) == 1.0:
+                            row.append(k)
+                    rows.append(row)
                 else:
-                    cell = cols[data.label_fields[0]][i]
+                    bad = data.label_fields[0]
+                    cell = cols[bad][i]
                     if _is_missing(cell) or cell == "":
                         raise ValueError("empty label cell")
                     rows.append(_parse_row(cell, fmt))
             except (ValueError, TypeError) as e:
                 raise DataError(
-                    f"{where[split]}, row {i + 1}, field {data.label_fields[0]!r}: cannot read "
-                    f"{cols[data.label_fields[0]][i]!r} as label_format '{fmt}' ({e})."
+                    f"{where[split]}, row {i + 1}, field {bad!r}: cannot read "
+                    f"{cols[bad][i]!r} as label_format '{fmt}' ({e})."
                 ) from None
         values[split] = rows
 
@@ -238,11 +273,13 @@ def load(data: DataSection) -> Dataset:
         scalar = fmt in ("ids", "names") and not isinstance(first, (list, tuple))
         problem_type = "single_label" if scalar else "multi_label"
 
-    splits, fingerprints = {}, {}
+    splits, fingerprints, issues = {}, {}, {}
     for split, rows in values.items():
         cols = columns[split]
         Y = np.zeros((len(rows), len(names)), dtype=np.uint8)
+        repeated = 0
         for i, row in enumerate(rows):
+            repeated += len(set(row)) < len(row)
             for item in row:
                 k = index.get(item) if fmt in ("names", "names_csv") else item
                 if k is None or not 0 <= k < len(names):
@@ -258,12 +295,18 @@ def load(data: DataSection) -> Dataset:
                     f"{where[split]}, row {i + 1}: {int(Y[i].sum())} labels in a single_label dataset; "
                     "set [data] problem_type = 'multi_label' if rows may carry several."
                 )
-        texts = []
-        for i, t in enumerate(cols[data.text_field]):
-            if _is_missing(t):
-                raise DataError(f"{where[split]}, row {i + 1}, field {data.text_field!r}: the text is missing.")
-            texts.append(str(t))
-        ids = [str(v) for v in cols[data.id_field]] if data.id_field else [f"{split}-{i}" for i in range(len(texts))]
+        texts, counts = datacheck.clean_texts(cols[data.text_field], where[split], data.text_field)
+        ids = [f"{split}-{i}" for i in range(len(texts))]
+        if data.id_field:
+            for i, v in enumerate(cols[data.id_field]):
+                if _is_missing(v):
+                    raise DataError(f"{where[split]}, row {i + 1}, field {data.id_field!r}: the id is missing.")
+            ids = [str(v) for v in cols[data.id_field]]
+        train_texts = set(splits["train"].texts) if split != "train" and "train" in splits else None
+        counts.update(datacheck.row_issues(texts, Y, ids if data.id_field else None,
+                                           problem_type == "multi_label", train_texts),
+                      repeated_label=int(repeated))
+        issues[split] = counts
         y = Y.argmax(axis=1).astype(np.int64) if problem_type == "single_label" else Y
         splits[split] = Split(texts=texts, ids=ids, y=y)
         fingerprints[split] = _fingerprint(texts, ids, y)
@@ -272,7 +315,10 @@ def load(data: DataSection) -> Dataset:
               "format": data.format if data.source == "local" else "hub", "label_format": fmt, "files": where}
     logger.info("data: %s, %d labels, %s", ", ".join(f"{s} {len(v.texts)}" for s, v in splits.items()),
                 len(names), problem_type)
-    return Dataset(splits, names, problem_type, fingerprints, source)
+    ds = Dataset(splits, names, problem_type, fingerprints, source, issues)
+    for note in ds.issue_notes():
+        logger.warning("data: %s", note)
+    return ds
 
 
 def _fingerprint(texts: list[str], ids: list[str], y: np.ndarray) -> str:

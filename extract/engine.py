@@ -30,6 +30,17 @@ logger = logging.getLogger(__name__)
 _DONE = object()
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is torch running out of device (or host) memory."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(e, oom):
+        return True
+    text = str(e) if isinstance(e, RuntimeError) else ""
+    return "out of memory" in text.lower() or "can't allocate memory" in text
+
+
 class Extractor:
     """A frozen encoder plus how to batch and pool its outputs.
 
@@ -63,6 +74,7 @@ class Extractor:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.cuda = str(device).startswith("cuda")
         self.overlap = self.cuda if overlap is None else overlap
+        self.oom_halvings = 0  # how often an out-of-memory error halved max_tokens
 
     @property
     def dims(self) -> dict[str, int]:
@@ -77,10 +89,56 @@ class Extractor:
     def encode_tokenized(self, tok: Tokenized, bar=None) -> tuple[dict[str, np.ndarray], dict]:
         """Every pooling of every text of `tok`, in input order, and counts of what was done.
 
+        An out-of-memory error halves the token budget (``max_tokens``, kept for later calls)
+        and computes the chunk again; batches run longest first, so that error comes early.
+
         Args:
             tok: the output of :meth:`tokenize`.
             bar: an optional tqdm bar, advanced by texts.
+
+        Raises:
+            ProbekitError: out of memory with a budget of one full-length row.
         """
+        halvings = 0
+        while True:
+            start = bar.n if bar is not None else 0
+            try:
+                out, stats = self._encode_once(tok, bar)
+                stats.update(oom_halvings=halvings, max_tokens=self.max_tokens)
+                return out, stats
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                self._after_oom(e, start, bar)
+                halvings += 1
+
+    def _after_oom(self, error: Exception, bar_start: float, bar) -> None:
+        """Free what the failed batch held and halve the token budget, or give up at one row."""
+        import gc
+
+        import torch
+
+        from extract.config import ProbekitError
+
+        gc.collect()
+        if self.cuda:
+            torch.cuda.empty_cache()
+        if self.max_tokens <= self.max_length:
+            raise ProbekitError(
+                f"extract: out of memory on {self.device} with one text of up to {self.max_length} tokens per "
+                "batch; lower encoder.max_length, set encoder.dtype='bfloat16', or use another device "
+                f"({type(error).__name__})."
+            ) from None
+        old, self.max_tokens = self.max_tokens, max(self.max_length, self.max_tokens // 2)
+        self.oom_halvings += 1
+        logger.warning("extract: out of memory on %s with %d tokens per batch; halved the token budget to %d "
+                       "and carrying on (set encoder.max_batch_tokens=%d to start there)", self.device, old,
+                       self.max_tokens, self.max_tokens)
+        if bar is not None:  # the chunk starts again: take back what the failed pass counted
+            bar.n = bar_start
+            bar.refresh()
+
+    def _encode_once(self, tok: Tokenized, bar=None) -> tuple[dict[str, np.ndarray], dict]:
         import torch
 
         t0 = time.perf_counter()

@@ -60,11 +60,15 @@ def partial_dir(final_dir: Path, key: str) -> Path:
 def _save_npy(path: Path, arr: np.ndarray) -> dict:
     """Write to a temporary name, fsync, rename; return its size and sha256."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: free the space, keep no partial file
+        tmp.unlink(missing_ok=True)
+        raise
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
@@ -113,13 +117,17 @@ class ShardStore:
         """Publish one shard: every array first, the sidecar last."""
         n = chunk.stop - chunk.start
         files = {}
-        for name, X in arrays.items():
-            if X.shape[0] != n:
-                raise ValueError(f"shard {chunk.stem}: {name} has {X.shape[0]} rows, the chunk {n}")
-            files[name] = _save_npy(self.path(chunk, name), X)
-        write_json_atomic(self._sidecar(chunk), {"key": self.key, "split": chunk.split, "index": chunk.index,
-                                                 "start": chunk.start, "stop": chunk.stop, "files": files,
-                                                 "stats": stats})
+        try:
+            for name, X in arrays.items():
+                if X.shape[0] != n:
+                    raise ValueError(f"shard {chunk.stem}: {name} has {X.shape[0]} rows, the chunk {n}")
+                files[name] = _save_npy(self.path(chunk, name), X)
+            write_json_atomic(self._sidecar(chunk), {"key": self.key, "split": chunk.split, "index": chunk.index,
+                                                     "start": chunk.start, "stop": chunk.stop, "files": files,
+                                                     "stats": stats})
+        except BaseException:  # e.g. the disk filled: drop this shard's finished files too
+            self.discard(chunk)
+            raise
 
     def discard(self, chunk: Chunk) -> None:
         self._sidecar(chunk).unlink(missing_ok=True)

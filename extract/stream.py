@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from extract import dist
-from extract.cache import CacheWriter
+from extract.cache import CacheWriter, disk_full
 from extract.config import Config
 from extract.engine import Extractor
 from extract.shards import Chunk, ShardStore, partial_dir, plan_chunks, remove_other_partials
@@ -88,8 +88,9 @@ def _split_stats(store: ShardStore, chunks: list[Chunk]) -> dict[str, dict]:
     for c in chunks:
         meta = store.meta(c)
         s = out.setdefault(c.split, {"n_truncated": 0, "n_windows": 0, "real_tokens": 0, "padded_tokens": 0,
-                                     "seconds": 0.0, "shards": []})
+                                     "seconds": 0.0, "oom_halvings": 0, "shards": []})
         st = meta["stats"]
+        s["oom_halvings"] += st.get("oom_halvings", 0)  # shards written before this count existed have none
         s["n_truncated"] += st["n_truncated"]
         s["n_windows"] += st["n_rows"]
         s["real_tokens"] += st["real_tokens"]
@@ -105,13 +106,29 @@ def build_cache(cfg: Config, ds, identity: dict, key: str, out_dir: Path, extrac
 
     Args:
         extra: more manifest fields (model_path, device, versions, ...).
+
+    Raises:
+        DiskFullError: a write failed for lack of space; finished shards stay for the rerun.
     """
+    store = ShardStore(partial_dir(out_dir, key), key)
+    try:
+        return _build(cfg, ds, identity, key, out_dir, extractor, world, store, extra)
+    except OSError as e:
+        kept = (f"finished shards are kept in {store.root} (each checked by its sha256 when used) and a rerun "
+                f"resumes from them; {out_dir} is as it was")
+        err = disk_full(e, out_dir.parent, kept)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _build(cfg: Config, ds, identity: dict, key: str, out_dir: Path, extractor: Extractor, world: dist.World,
+           store: ShardStore, extra: dict) -> Path | None:
     t0 = time.perf_counter()
     enc = cfg.encoder
     dims = extractor.dims
     default = enc.pooling
     chunks = plan_chunks({s: len(p.texts) for s, p in ds.splits.items()}, enc.shard_rows)
-    store = ShardStore(partial_dir(out_dir, key), key)
     mine = [c for g, c in enumerate(chunks) if world.mine(g)]
     todo = [c for c in mine if not store.complete(c, dims)]
     if len(todo) < len(mine):
@@ -146,7 +163,9 @@ def build_cache(cfg: Config, ds, identity: dict, key: str, out_dir: Path, extrac
         "n_truncated": {s: v["n_truncated"] for s, v in stats.items()},
         "tokens": {s: {k: v[k] for k in ("n_windows", "real_tokens", "padded_tokens")} for s, v in stats.items()},
         "extract_seconds": {s: v["seconds"] for s, v in stats.items()},
-        "max_batch_tokens": extractor.max_tokens,
+        "max_batch_tokens": extractor.max_tokens,  # after any out-of-memory halving
+        "oom_halvings": sum(v["oom_halvings"] for v in stats.values()),
+        "data_issues": ds.manifest_issues() if hasattr(ds, "manifest_issues") else {},
         "shard_rows": enc.shard_rows,
         "world_size": world.size,
         "shards": {s: v["shards"] for s, v in stats.items()},
