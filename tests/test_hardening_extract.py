@@ -41,6 +41,7 @@ def _extractor(tiny, max_tokens: int = 3 * MAX_LENGTH, **kw) -> Extractor:
                      max_tokens=max_tokens, **kw)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(texts("jsonl"), min_size=1, max_size=8), long_text=st.sampled_from(["truncate", "window"]))
 def test_any_text_gets_finite_features_independent_of_its_batch(tiny, batch, long_text):
@@ -138,6 +139,29 @@ def test_out_of_memory_halves_the_token_budget_and_carries_on(tmp_path, toy_data
     for split in cache.splits:
         for pooling in cache.poolings:
             np.testing.assert_allclose(cache.X(split, pooling), ref.X(split, pooling), atol=2e-5)
+
+
+@pytest.mark.parametrize("overlap", [False, True])  # True: the CUDA path (padding in a producer thread), on CPU
+def test_out_of_memory_mid_chunk_recomputes_the_chunk_with_half_the_budget(tiny, monkeypatch, overlap):
+    batch = [" ".join(["happy", "sad", "day"] * k) for k in range(1, 13)]
+    ref, _ = _extractor(tiny, max_tokens=64, overlap=overlap).encode(batch)
+    calls = []
+    forward = Extractor._forward
+
+    def flaky(self, ids, mask, full):
+        calls.append(ids.numel())  # padded tokens of this batch
+        if len(calls) == 3:  # the third batch: two batches of this chunk are already done
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(self, ids, mask, full)
+
+    monkeypatch.setattr(Extractor, "_forward", flaky)
+    ex = _extractor(tiny, max_tokens=64, overlap=overlap)
+    got, stats = ex.encode(batch)
+    assert ex.max_tokens == 32 and ex.oom_halvings == 1
+    assert stats["oom_halvings"] == 1 and stats["max_tokens"] == 32
+    assert max(calls[:3]) > 32 and max(calls[3:]) <= 32  # the retry's batches fit the new budget
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], atol=2e-5)
 
 
 def test_out_of_memory_on_one_row_stops_with_one_line(tiny, monkeypatch):
