@@ -43,6 +43,11 @@ classify: $(VENV)/.core
 report: $(VENV)/.core
 	$(BIN)/probekit report $(ARGS)
 
+## finetune: fine-tune the encoder end to end; adds model "finetuned" to metrics.json (CONFIG, DATA, ARTIFACTS, SET)
+.PHONY: finetune
+finetune: $(VENV)/.extract
+	$(BIN)/probekit finetune $(ARGS)
+
 ## search: grid over C, class weight, pooling, thresholds on the cached features; each trial a W&B run
 .PHONY: search
 search: $(VENV)/.core

@@ -18,6 +18,7 @@ Texts in W&B tables are HTML-escaped like everywhere else.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -302,6 +303,38 @@ def log_extract(cfg: Config, cache_dir: str | Path) -> str | None:
         payload |= {f"seconds/{s}": t for s, t in (m.get("extract_seconds") or {}).items()}
         payload["hidden_size"] = m.get("hidden_size")
         run.log({k: v for k, v in payload.items() if isinstance(v, (int, float))})
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    return finish_run(run)
+
+
+def log_finetune(cfg: Config, finetuned: str | Path) -> str | None:
+    """The fine-tuning stage's run, in the run's group: the training curves (train loss,
+    validation loss, macro/micro F1 and AUC per epoch, against the epoch) and the kept
+    model's validation and test metrics."""
+    if resolve_mode(cfg) == "disabled":
+        return None
+    entry = json.loads((Path(finetuned) / "result.json").read_text(encoding="utf-8"))
+    run = start_run(cfg, "finetune", extra_config={"finetuned": entry["config"]})
+    if run is None:
+        return None
+    try:
+        run.define_metric("epoch")
+        for prefix in ("train/*", "validation/*"):
+            run.define_metric(prefix, step_metric="epoch")
+        for h in entry["history"]:
+            row = {"epoch": h["epoch"], "train/loss": h["train_loss"], "train/lr": h["lr"],
+                   "train/step": h["step"], "validation/loss": h["validation_loss"]}
+            row |= {f"validation/{k}": h[f"validation_{k}"] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")
+                    if h[f"validation_{k}"] is not None}
+            run.log(row)
+        for split in ("validation", "test"):
+            for k, v in entry[split]["tuned"].items():
+                if isinstance(v, (int, float)) and v is not None:
+                    run.summary[f"finetuned/{split}/{k}"] = v
+        run.summary["best_epoch"] = entry["selection"]["chosen"]["epoch"]
+        run.summary["seconds_per_1000_train_examples"] = entry["seconds_per_1000_train_examples"]
     except BaseException:
         run.finish(exit_code=1)
         raise

@@ -66,6 +66,14 @@ def predict(run_dir: str | Path, texts: list[str], model: str | None = None) -> 
     name = model or metrics.get("comparisons", {}).get("best") or next(iter(metrics["models"]))
     if name not in metrics["models"]:
         raise ProbekitError(f"--model {name!r}: this run has {', '.join(metrics['models'])}.")
+    if name == "finetuned":  # the fine-tuned encoder reads the texts itself (imports torch)
+        from extract.finetune import predict_texts
+
+        P, entry = predict_texts(run_dir, texts)
+        labels = metrics["labels"]
+        thr = np.asarray(list(entry["thresholds"].values())) if entry.get("thresholds") else entry["threshold"]
+        return {"model": name, "labels": labels, "probabilities": P,
+                "predicted": predict_labels(P, metrics["problem_type"], thr), "thresholds": entry.get("thresholds")}
     manifest = _json(features_dir(run_dir) / MANIFEST_NAME, "make extract")
     meta = json.loads((run_dir / "models" / f"{name}.json").read_text()) if (run_dir / "models" / f"{name}.json").is_file() else {}
     kind, pooling = meta.get("input", models.FEATURES), meta.get("feature_set")

@@ -25,6 +25,7 @@ from joblib import parallel_config
 from sklearn.metrics import confusion_matrix
 
 from classify import bootstrap, models
+from classify.compare import carry_finetuned
 from classify.metrics import predict_labels, score
 from classify.persist import save_model
 from classify.select import SELECTION_METRIC, Data, select
@@ -138,6 +139,8 @@ def run_classify(cfg: Config) -> Path:
             logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
                         tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
 
+    carry_finetuned(run_dir, results, test_preds, data.Y["test"], data.problem_type,
+                    cache.manifest.get("dataset_fingerprint"))
     comparisons = _compare(results, test_preds, data, ccfg, cfg.run.seed)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,

@@ -4,6 +4,7 @@
     probekit classify --config configs/demo.toml      # laptop: sklearn on the cache
     probekit report   --config configs/demo.toml      # laptop: plots, HTML page, W&B
     probekit search   --config configs/demo.toml      # laptop: classify settings grid, W&B runs
+    probekit finetune --config configs/demo.toml      # GPU box: the encoder fine-tuned, scored the same way
     probekit predict  --run artifacts/demo --text "what a lovely surprise"
     probekit bench-extract --config configs/goemotions-local.toml --data DIR
 
@@ -19,6 +20,7 @@ import logging
 import sys
 
 from extract.config import ProbekitError, load_config
+from extract.runlock import run_lock
 
 logger = logging.getLogger("probekit")
 
@@ -26,15 +28,7 @@ DEFAULT_CONFIG = "configs/demo.toml"
 
 
 def _extract(cfg) -> None:
-    try:
-        import datasets  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise ProbekitError(
-            f"extract needs torch, transformers and datasets ({e.name} is missing): "
-            "pip install -e '.[extract]' (make extract installs them)."
-        ) from None
+    _need_torch("extract")
     from extract.encode import run_extract
 
     out = run_extract(cfg)
@@ -42,6 +36,29 @@ def _extract(cfg) -> None:
         from analysis.wandb_log import log_extract
 
         log_extract(cfg, out)
+
+
+def _need_torch(stage: str) -> None:
+    try:
+        import datasets  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        raise ProbekitError(
+            f"{stage} needs torch, transformers and datasets ({e.name} is missing): "
+            "pip install -e '.[extract]' (make extract installs them)."
+        ) from None
+
+
+def _finetune(cfg) -> None:
+    _need_torch("finetune")
+    from extract.finetune import run_finetune
+
+    out = run_finetune(cfg)
+    if cfg.report.wandb:
+        from analysis.wandb_log import log_finetune
+
+        log_finetune(cfg, out)
 
 
 def _classify(cfg) -> None:
@@ -91,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("classify", _classify, "train the classifiers on the cached features; write metrics.json"),
         ("report", _report, "UMAP, confusion reports, per-label ROC-AUC, HTML page and W&B"),
         ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
+        ("finetune", _finetune, "fine-tune the encoder end to end; score it like the classify models"),
         ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -99,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one setting, e.g. --set classify.logreg_C=0.5 (repeatable)")
         p.add_argument("--data", help="data directory of a local-files preset (sets data.path)")
         p.add_argument("--artifacts", help="output root (sets run.artifacts)")
+        if name in ("extract", "finetune", "bench-extract"):  # the commands that load a model
+            p.add_argument("--trust-remote-code", action="store_true",
+                           help="run Python code shipped with the model; only this flag allows it, never a config")
         p.set_defaults(func=func)
     p = sub.add_parser("predict", help="label new texts with a finished run's model (tuned thresholds applied)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -127,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"data.path={args.data!r}")
             if args.artifacts:
                 overrides.append(f"run.artifacts={args.artifacts!r}")
-            args.func(load_config(args.config, overrides))
+            cfg = load_config(args.config, overrides, trust_remote_code=getattr(args, "trust_remote_code", False))
+            with run_lock(cfg.run_dir, args.command):  # one writer per run folder
+                args.func(cfg)
     except (ProbekitError, FileNotFoundError) as e:
         if args.debug:
             raise

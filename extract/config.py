@@ -228,8 +228,8 @@ class ClassifySection:
         _choice("classify", "thresholds", self.thresholds, ("tune", "fixed"))
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"[classify] threshold={self.threshold} must be in (0, 1).")
-        for key in ("logreg_C", "tfidf_C", "hybrid_emb_weight", "logreg_class_weight", "rf_n_estimators", "rf_max_depth", "rf_min_samples_leaf",
-                    "rf_class_weight"):
+        for key in ("logreg_C", "tfidf_C", "hybrid_emb_weight", "logreg_class_weight", "rf_n_estimators",
+                    "rf_max_depth", "rf_min_samples_leaf", "rf_class_weight"):
             if not getattr(self, key):
                 raise ConfigError(f"[classify] {key} is an empty grid: give at least one value.")
         for key in ("logreg_C", "tfidf_C", "hybrid_emb_weight"):
@@ -307,6 +307,65 @@ class BenchSection:
             raise ConfigError("[bench] dtypes is empty: give at least one of float32, auto, bfloat16, int8.")
 
 
+@dataclass(frozen=True)
+class FinetuneSection:
+    """``make finetune``: the encoder fine-tuned end to end, scored like the frozen-feature models.
+
+    ``AutoModelForSequenceClassification`` on [encoder] model, the same data, labels and
+    splits; AdamW with linear warmup and decay; validation after every epoch and the best
+    checkpoint kept (safetensors, ``<run>/finetuned/``); early stopping on ``metric``.
+    """
+
+    model: str = ""  # "" = [encoder] model; else a Hub id, a local folder or package:<module>
+    max_length: int = 0  # tokens per text; 0 = [encoder] max_length
+    epochs: int = 3
+    batch_size: int = 32  # texts per optimiser step = batch_size x grad_accum
+    grad_accum: int = 1
+    lr: float = 5e-5  # encoder and head, after the head-only epochs
+    head_lr: float = 1e-3  # the new classification head, in both phases (it starts from random weights)
+    head_epochs: int = 0  # freeze-then-unfreeze: epochs training the head alone first
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # of each phase's optimiser steps, then linear decay to 0
+    max_grad_norm: float = 1.0  # gradients are clipped to this norm
+    dropout: float = -1.0  # hidden and attention dropout; < 0 keeps the model's own
+    # Class imbalance: none; pos_weight (multi-label: BCE weighted by negatives/positives of each
+    # label, at most max_pos_weight; single-label: balanced class weights); focal (gamma below)
+    imbalance: str = "none"
+    max_pos_weight: float = 30.0
+    focal_gamma: float = 2.0
+    # early stopping and the best checkpoint: macro_f1 (tuned thresholds), macro_auc or micro_auc
+    metric: str = "macro_f1"
+    patience: int = 2  # epochs without a better validation metric before stopping; 0 = run every epoch
+    max_steps: int = 0  # >0: stop after this many optimiser steps (quick trials and tests)
+    max_train_rows: int = 0  # >0: a seeded random subset of train of this size (validation and test stay whole)
+    eval_batch_size: int = 128
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    # auto: bfloat16 autocast on CUDA with bf16 (float16 with loss scaling on older GPUs), float32 on CPU
+    dtype: str = "auto"
+    num_threads: int = 0  # CPU threads; 0 = the cores this process may use
+
+    def __post_init__(self):
+        for key in ("max_length", "max_steps", "max_train_rows", "head_epochs", "patience", "num_threads"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"[finetune] {key}={getattr(self, key)} must be >= 0.")
+        for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"[finetune] {key}={getattr(self, key)} must be >= 1.")
+        if self.head_epochs > self.epochs:
+            raise ConfigError(f"[finetune] head_epochs={self.head_epochs} must be <= epochs={self.epochs}.")
+        if self.lr <= 0 or self.head_lr <= 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("[finetune] lr and head_lr must be > 0, weight_decay >= 0, warmup_ratio in [0, 1).")
+        if self.dropout >= 1:
+            raise ConfigError(f"[finetune] dropout={self.dropout} must be < 1 (< 0 keeps the model's own).")
+        _choice("finetune", "imbalance", self.imbalance, ("none", "pos_weight", "focal"))
+        _choice("finetune", "metric", self.metric, ("macro_f1", "macro_auc", "micro_auc"))
+        _choice("finetune", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        if not (self.device in ("auto", "cpu", "cuda") or re.match(r"^cuda:\d+$", self.device)):
+            raise ConfigError(f"[finetune] device={self.device!r}: use auto, cpu, cuda or cuda:N.")
+        if self.max_pos_weight < 1 or self.focal_gamma < 0 or self.max_grad_norm <= 0:
+            raise ConfigError("[finetune] max_pos_weight must be >= 1, focal_gamma >= 0 and max_grad_norm > 0.")
+
+
 SEARCH_MODELS = ("logreg", "logreg_chain", "tfidf_logreg")
 
 
@@ -347,6 +406,7 @@ SECTIONS = {
     "report": ReportSection,
     "search": SearchSection,
     "bench": BenchSection,
+    "finetune": FinetuneSection,
 }
 
 
@@ -361,7 +421,11 @@ class Config:
     report: ReportSection = field(default_factory=ReportSection)
     search: SearchSection = field(default_factory=SearchSection)
     bench: BenchSection = field(default_factory=BenchSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
     source: str = ""  # the preset file it came from
+    # Run Python code shipped with a model (Hugging Face trust_remote_code). Only the
+    # --trust-remote-code flag sets it: a preset or --set that tries is refused (load_config).
+    trust_remote_code: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -426,8 +490,12 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                trust_remote_code: bool = False) -> Config:
     """Read a TOML preset and apply ``section.key=value`` overrides.
+
+    ``trust_remote_code`` comes only from the caller (the command-line flag): a config file
+    handed over with a model must not be able to make probekit run that model's code.
 
     Raises:
         ConfigError: unknown section or key, wrong type, or a value a section rejects.
@@ -450,6 +518,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         raw.setdefault(section, {})[key] = value
     where = f"{source or '--set'}: "
     try:
+        tables = [("", raw)] + [(f"[{k}] ", v) for k, v in raw.items() if isinstance(v, dict)]
+        for where_key, table in tables:
+            if "trust_remote_code" in table:
+                raise ConfigError(
+                    f"{where_key}trust_remote_code cannot be set in a config file or with --set: it runs code "
+                    "shipped with the model. Remove the key and pass --trust-remote-code on the command line.")
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown section(s) {unknown}; valid sections: {', '.join(SECTIONS)}.")
@@ -459,4 +533,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         built = {s: _build_section(s, raw.get(s, {})) for s in SECTIONS}
     except ConfigError as e:
         raise ConfigError(where + str(e)) from None
-    return Config(**built, source=source)
+    return Config(**built, source=source, trust_remote_code=bool(trust_remote_code))

@@ -60,7 +60,7 @@ def resolve_model(enc: EncoderSection) -> tuple[str, bool]:
     return enc.model, False
 
 
-def model_identity(enc: EncoderSection, path: str, local: bool) -> tuple[str, str]:
+def model_identity(enc: EncoderSection, path: str, local: bool, trust_remote_code: bool = False) -> tuple[str, str]:
     """(model_id, model_revision): a hash of the weights for local folders, the commit for the Hub."""
     if local:
         h = [sha256_file(Path(path) / f) for f in WEIGHT_FILES if (Path(path) / f).is_file()]
@@ -71,7 +71,9 @@ def model_identity(enc: EncoderSection, path: str, local: bool) -> tuple[str, st
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(path, revision=enc.revision)
+        config = AutoConfig.from_pretrained(path, revision=enc.revision, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        raise remote_code_error(enc, e) from None
     except OSError as e:
         raise ProbekitError(
             f"[encoder] model={enc.model!r}: cannot load it from the Hugging Face Hub (offline, unreachable "
@@ -134,21 +136,35 @@ def batch_tokens(enc: EncoderSection, device: str, dtype: str = "float32") -> in
     return CPU_BATCH_TOKENS.get(dtype, 2048) if device == "cpu" else enc.batch_size * enc.max_length
 
 
+def remote_code_error(enc: EncoderSection, e: Exception) -> Exception:
+    """transformers' refusal to run a model's own code, as one line naming the flag; other errors unchanged."""
+    if "trust_remote_code" not in str(e):
+        return e
+    return ProbekitError(f"[encoder] model={enc.model!r} ships its own Python code, which probekit runs only "
+                         "with --trust-remote-code on the command line (read that code first).")
+
+
 def load_encoder(enc: EncoderSection, path: str, local: bool, device: str, dtype: str = "float32",
-                 quantize: str = "none"):
-    """Tokenizer and frozen model in eval mode, on `device`, in `dtype` (SDPA attention where supported)."""
+                 quantize: str = "none", trust_remote_code: bool = False):
+    """Tokenizer and frozen model in eval mode, on `device`, in `dtype` (SDPA attention where supported).
+
+    Code shipped with the model runs only with ``trust_remote_code`` (the command-line flag).
+    """
     import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     kw = {"local_files_only": local} if local else {"revision": enc.revision}
+    kw["trust_remote_code"] = trust_remote_code
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
         try:
             model = AutoModel.from_pretrained(path, attn_implementation="sdpa", **kw)
         except (ValueError, ImportError):  # this architecture has no SDPA attention
             model = AutoModel.from_pretrained(path, **kw)
+    except ValueError as e:
+        raise remote_code_error(enc, e) from None
     except OSError as e:
         raise ProbekitError(f"[encoder] model={enc.model!r}: cannot load it: {str(e).splitlines()[0][:200]}") from None
     if not tokenizer.is_fast:
@@ -241,7 +257,7 @@ def run_extract(cfg: Config) -> Path:
     world = dist.init(world, device)
     try:
         ds = _load_data(cfg, world)
-        model_id, revision = model_identity(enc, path, local)
+        model_id, revision = model_identity(enc, path, local, cfg.trust_remote_code)
         identity = identity_of(cfg, ds, model_id, revision, resolve_dtype(enc, device))
         key = cache_key(identity)
         out_dir = features_dir(cfg.run_dir)
@@ -265,7 +281,8 @@ def run_extract(cfg: Config) -> Path:
         torch.manual_seed(cfg.run.seed)
         if device == "cpu":
             torch.set_num_threads(cpu_threads(enc, world.local_size))
-        tokenizer, model = load_encoder(enc, path, local, device, identity["compute_dtype"], enc.quantize)
+        tokenizer, model = load_encoder(enc, path, local, device, identity["compute_dtype"], enc.quantize,
+                                        trust_remote_code=cfg.trust_remote_code)
         extractor = make_extractor(enc, tokenizer, model, device)
         build_cache(cfg, ds, identity, key, out_dir, extractor, world, model_path=path if local else None,
                     device=device, versions=versions())

@@ -52,8 +52,9 @@ def test_features_model_runs_the_run_encoder(words_run):
     cache = read_cache(features_dir(words_run))
     texts = cache.texts("test")[:3]
     out = predict(words_run, texts, model="logreg")
-    model, _ = load_model(words_run, "logreg")
-    np.testing.assert_allclose(out["probabilities"], predict_scores(model, np.asarray(cache.X("test"))[:3], 4),
+    model, meta = load_model(words_run, "logreg")
+    X = np.asarray(cache.X("test", meta["feature_set"]))[:3]  # the pooling chosen on validation
+    np.testing.assert_allclose(out["probabilities"], predict_scores(model, X, 4),
                                atol=1e-4)  # the same features as the cache's, so the same scores
 
 

@@ -1,0 +1,194 @@
+"""The fine-tuning path: a tiny random BERT on a learnable toy dataset, a few steps, no network."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_config, toy_overrides
+
+pytest.importorskip("torch")
+
+FT = ["finetune.lr=0.003", "finetune.batch_size=8", "finetune.eval_batch_size=8", "finetune.warmup_ratio=0.0",
+      "finetune.patience=0", "classify.n_bootstrap=200"]
+
+
+def _cfg(tmp_path, data, encoder, *more, multi=True):
+    return make_config(tmp_path, *toy_overrides(data, encoder, multi=multi), *FT, *more)
+
+
+@pytest.fixture
+def finetuned_run(tmp_path, toy_data, tiny_encoder):
+    """A multi-label run whose encoder was fine-tuned for 6 epochs (the toy words are learnable)."""
+    from extract.finetune import run_finetune
+
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "finetune.epochs=6")
+    return cfg, run_finetune(cfg)
+
+
+def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
+    from classify.metrics import score
+    from classify.thresholds import tune_thresholds
+
+    cfg, out = finetuned_run
+    run_dir = cfg.run_dir
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not (run_dir / "finetuned.partial").exists()
+    entry = json.loads((out / "result.json").read_text())
+    hist = entry["history"]
+    assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.05  # the loss falls
+    assert max(h["validation_macro_auc"] for h in hist) > hist[0]["validation_macro_auc"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ft = metrics["models"]["finetuned"]
+    assert ft["test"]["tuned"]["macro_auc"] > 0.75  # the dummy scores 0.5
+    assert ft["selection"]["chosen"]["epoch"] == max(hist, key=lambda h: h["validation_metric"])["epoch"]
+    # scored by classify's own code: thresholds tuned on validation, applied to test
+    P_val = np.load(run_dir / "scores" / "finetuned.validation.npy")
+    P_test = np.load(run_dir / "scores" / "finetuned.test.npy")
+    from extract.data import load
+
+    ds = load(cfg.data)
+    thr = tune_thresholds(ds.splits["validation"].y, P_val)
+    assert list(ft["thresholds"].values()) == pytest.approx(thr.tolist())
+    again = score(ds.splits["test"].y, P_test, "multi_label", ds.label_names, thr)
+    assert ft["test"]["tuned"]["macro_f1"] == pytest.approx(again["macro_f1"])
+    lo, hi = ft["test"]["ci"]["macro_f1"]
+    assert lo <= ft["test"]["tuned"]["macro_f1"] <= hi
+    assert metrics["comparisons"]["best"] == "finetuned"
+
+
+def test_classify_keeps_the_fine_tuned_model_beside_its_own(finetuned_run):
+    from classify.train import run_classify
+    from extract.encode import run_extract
+
+    cfg, _ = finetuned_run
+    run_extract(cfg)
+    metrics = json.loads(run_classify(cfg).read_text())
+    assert {"finetuned", "logreg", "dummy"} <= set(metrics["models"])
+    assert set(metrics["comparisons"]["p_better"]) | {metrics["comparisons"]["best"]} == set(metrics["models"])
+    assert "ci" in metrics["models"]["finetuned"]["test"]
+
+
+def test_a_rerun_reuses_the_checkpoint_and_predict_uses_it(finetuned_run, caplog):
+    from classify.predict import predict
+    from extract.data import load
+    from extract.finetune import run_finetune
+
+    cfg, out = finetuned_run
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        run_finetune(cfg)
+    assert "reusing" in caplog.text and (out / "model.safetensors").stat().st_mtime_ns == before
+    texts = load(cfg.data).splits["test"].texts[:5]
+    got = predict(cfg.run_dir, texts, model="finetuned")
+    want = np.load(cfg.run_dir / "scores" / "finetuned.test.npy")[:5]
+    np.testing.assert_allclose(got["probabilities"], want, atol=1e-5)
+    assert got["predicted"].shape == (5, 4) and set(got["thresholds"]) == set(got["labels"])
+
+
+def test_same_seed_same_model_and_a_left_over_partial_folder_is_not_trusted(tmp_path, toy_data, tiny_encoder):
+    from extract.finetune import run_finetune
+
+    scores = []
+    for k in range(2):
+        cfg = _cfg(tmp_path / str(k), toy_data, tiny_encoder, "finetune.max_steps=4")
+        partial = cfg.run_dir / "finetuned.partial"
+        partial.mkdir(parents=True)
+        (partial / "model.safetensors").write_bytes(b"half a file")  # what a killed run leaves
+        run_finetune(cfg)
+        assert not partial.exists()
+        scores.append(np.load(cfg.run_dir / "scores" / "finetuned.test.npy"))
+        assert json.loads((cfg.run_dir / "finetuned" / "result.json").read_text())["history"][-1]["step"] == 4
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_single, tiny_encoder):
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from extract.finetune import run_finetune
+
+    cfg = _cfg(tmp_path, toy_single, tiny_encoder, "finetune.epochs=2", "finetune.head_epochs=2",
+               "finetune.imbalance='pos_weight'", "finetune.head_lr=0.05", "finetune.dropout=0.0", multi=False)
+    out = run_finetune(cfg)
+    tuned = AutoModelForSequenceClassification.from_pretrained(out)
+    base = AutoModel.from_pretrained(tiny_encoder)
+    for name, p in base.state_dict().items():
+        if "pooler" not in name:  # the pooler feeds the new head and is trained with it
+            torch.testing.assert_close(tuned.bert.state_dict()[name], p, msg=name)
+    assert tuned.config.problem_type == "single_label_classification" and tuned.config.hidden_dropout_prob == 0.0
+    metrics = json.loads((cfg.run_dir / "metrics.json").read_text())
+    ft = metrics["models"]["finetuned"]
+    assert ft["thresholds"] is None and "accuracy" in ft["test"] and len(ft["test"]["confusion_matrix"]) == 4
+    assert [h["phase"] for h in ft["history"]] == ["head", "head"]
+    assert ft["history"][-1]["train_loss"] < ft["history"][0]["train_loss"]
+
+
+def test_the_losses_weight_rare_labels_and_confident_cells():
+    import torch
+
+    from extract.finetune import make_loss
+
+    Y = np.array([[1, 0], [0, 0], [0, 0], [0, 1]] * 5, dtype=np.uint8)  # 5 positives of 20 per label
+    logits = torch.tensor([[3.0, -3.0], [-3.0, 3.0]])
+    labels = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    plain = make_loss("none", "multi_label", Y, 30.0, 2.0, "cpu")(logits, labels)
+    weighted = make_loss("pos_weight", "multi_label", Y, 30.0, 2.0, "cpu")(logits, labels)
+    capped = make_loss("pos_weight", "multi_label", Y, 2.0, 2.0, "cpu")(logits, labels)
+    focal = make_loss("focal", "multi_label", Y, 30.0, 2.0, "cpu")(logits, labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    # pos_weight 15/5 = 3 multiplies the positive cells' terms; capped at 2
+    assert float(weighted) == pytest.approx(float((bce * torch.tensor([[3.0, 1.0], [3.0, 1.0]])).mean()), rel=1e-5)
+    assert float(capped) == pytest.approx(float((bce * torch.tensor([[2.0, 1.0], [2.0, 1.0]])).mean()), rel=1e-5)
+    assert float(focal) < float(plain)  # the two confident, right cells count for almost nothing
+    y = np.array([0, 0, 0, 1])
+    ce = make_loss("pos_weight", "single_label", np.eye(2, dtype=np.uint8)[y], 30.0, 2.0, "cpu")
+    two = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    # balanced weights 4/(2*3) and 4/(2*1): a row of the rare class costs three times as much
+    assert float(ce(two, torch.tensor([1, 1]))) == pytest.approx(float(ce(two, torch.tensor([0, 0]))), rel=1e-5)
+    w = torch.tensor([4 / 6, 2.0])
+    direct = torch.nn.functional.cross_entropy(two, torch.tensor([0, 1]), weight=w)
+    assert float(ce(two, torch.tensor([0, 1]))) == pytest.approx(float(direct), rel=1e-5)
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, toy_data, tiny_encoder, capsys):
+    from extract.cli import main
+
+    base = ["finetune", "--artifacts", str(tmp_path / "a"), "--set", f"data.path={str(toy_data)!r}",
+            "--set", f"encoder.model={str(tiny_encoder)!r}", "--set", "data.label_names_file='labels.txt'"]
+    assert main([*base, "--set", "finetune.imbalance='oversample'"]) == 2
+    assert "[finetune] imbalance='oversample' is not one of" in capsys.readouterr().err
+    assert main([*base, "--set", "finetune.head_epochs=4", "--set", "finetune.epochs=2"]) == 2
+    assert "head_epochs=4 must be <= epochs=2" in capsys.readouterr().err
+    assert main([*base, "--set", "finetune.epoch=2"]) == 2
+    assert "[finetune] has no key 'epoch'" in capsys.readouterr().err
+
+
+def test_predict_without_a_fine_tuned_model_says_what_to_run(finetuned_run):
+    import shutil
+
+    from classify.predict import predict
+
+    cfg, out = finetuned_run
+    shutil.rmtree(out)
+    from extract.config import ProbekitError
+
+    with pytest.raises(ProbekitError, match="run 'make finetune'"):
+        predict(cfg.run_dir, ["happy"], model="finetuned")
+
+
+def test_training_curves_go_to_an_offline_wandb_run(finetuned_run, tmp_path, monkeypatch):
+    import wandb
+
+    from analysis.wandb_log import log_finetune
+
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg, out = finetuned_run
+    run_dir = log_finetune(cfg, out)
+    wandb.teardown()
+    record = next(p for p in (cfg.run_dir / "wandb").glob("offline-run-*/*.wandb")).read_bytes()
+    assert run_dir and b"validation/macro_auc" in record and b"train/loss" in record and b"finetune" in record
