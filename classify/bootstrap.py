@@ -1,14 +1,23 @@
 """Bootstrap intervals and paired comparisons on the test split, vectorised.
 
 Each resample is a vector of row counts (a multinomial draw), so every metric becomes a
-weighted sum: F1 from weighted TP/FP/FN counts, ROC-AUC from weighted ranks. One set of
-resamples is shared by every model, which makes the comparison paired: "best beats other
-in p% of resamples of the same rows".
+weighted sum: F1 from weighted TP/FP/FN counts, ROC-AUC from weighted pair counts. One set
+of resamples is shared by every model, which makes the comparison paired: "best beats
+other in p% of resamples of the same rows".
+
+ROC-AUC under row weights w is ``sum_g pos_g * (neg_below_g + neg_g / 2) / (pos * neg)``
+over the groups g of tied scores. Only groups holding a positive contribute, so for each
+score vector three sparse (n_rows, n_groups) maps are built once, from the scores alone:
+a positive's group, the first positive group above each negative, and the group a negative
+ties with. Every resample's AUC terms are then one product ``W @ maps`` and a cumulative
+sum: all labels and the pooled (micro) cells of one model in a few sparse products, about
+a second for GoEmotions' 5,427 x 28 test matrix and 1,000 resamples.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 METRICS = ("macro_f1", "micro_f1", "micro_auc", "macro_auc")
 
@@ -24,43 +33,86 @@ def _f1(tp, fp, fn):
     return np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=np.float64), where=denom > 0)
 
 
+def _auc_maps(y: np.ndarray, s: np.ndarray, rows: np.ndarray, n_rows: int) -> tuple:
+    """Sparse maps (n_rows, K) from row weights to the AUC terms of one score vector.
+
+    Cells (y, s) belong to rows `rows`; K is the number of distinct scores among positives.
+    Returns (pos, start, tie, counts): W @ pos = weighted positives per group; cumsum(W @
+    start) = weighted negatives strictly below each group; W @ tie = half the negatives tied
+    with it; counts (n_rows, 2) = positive and negative cells per row.
+    """
+    y = y.astype(bool)
+    t = np.unique(s[y])  # the positive groups' scores, ascending
+    K = len(t)
+    pos = sparse.csr_matrix((np.ones(int(y.sum())), (rows[y], np.searchsorted(t, s[y]))), shape=(n_rows, K))
+    neg_s, neg_rows = s[~y], rows[~y]
+    j = np.searchsorted(t, neg_s, side="right")  # the number of positive groups at or below the negative
+    full = j < K  # it counts fully for every group above it: from group j on
+    start = sparse.csr_matrix((np.ones(int(full.sum())), (neg_rows[full], j[full])), shape=(n_rows, K))
+    tied = (j > 0) & (t[np.maximum(j - 1, 0)] == neg_s) if K else np.zeros(len(j), dtype=bool)
+    tie = sparse.csr_matrix((np.full(int(tied.sum()), 0.5), (neg_rows[tied], j[tied] - 1)), shape=(n_rows, K))
+    counts = np.stack([np.bincount(rows[y], minlength=n_rows), np.bincount(neg_rows, minlength=n_rows)], axis=1)
+    return pos, start, tie, counts.astype(np.float64)
+
+
+def _aucs(maps: list, W: np.ndarray, chunk: int = 250) -> np.ndarray:
+    """(n_boot, len(maps)) weighted AUCs; NaN where a resample has no positive or no negative."""
+    sizes = np.array([m[0].shape[1] for m in maps])
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    n = int(sizes.sum())
+    # one (3n, n_rows) map: every group's positives | negatives starting below it | ties
+    MT = sparse.vstack([sparse.hstack([m[i] for m in maps]).T for i in range(3)], format="csr")
+    counts = np.concatenate([m[3] for m in maps], axis=1)  # (n_rows, 2 * len(maps))
+    filled = sizes > 0
+    out = np.full((len(W), len(maps)), np.nan)
+    for a in range(0, len(W), chunk):
+        Wc = W[a:a + chunk]
+        R = (MT @ Wc.T).T  # (chunk, 3n)
+        pos, cum, tie = R[:, :n], np.cumsum(R[:, n:2 * n], axis=1), R[:, 2 * n:]
+        # the cumulative sum restarts at each map's first group
+        before = np.zeros((len(Wc), len(maps)))
+        inner = filled & (starts > 0)
+        before[:, inner] = cum[:, starts[inner] - 1]
+        terms = pos * (cum - np.repeat(before, sizes, axis=1) + tie)
+        num = np.zeros((len(Wc), len(maps)))
+        if n:
+            num[:, filled] = np.add.reduceat(terms, starts[filled], axis=1)
+        tot = Wc @ counts
+        den = tot[:, 0::2] * tot[:, 1::2]
+        out[a:a + chunk] = np.divide(num, den, out=np.full_like(den, np.nan), where=den > 0)
+    return out
+
+
 def weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
     """ROC-AUC of scores `s` for 0/1 labels `y` under each row-weight vector in W (n_boot, n).
 
     Ties count one half, as in sklearn. NaN where a resample holds no positive or no negative.
     """
-    order = np.argsort(s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])  # groups of tied scores
-    Wp = W[:, order] * y_sorted
-    Wn = W[:, order] * ~y_sorted
-    pos_g = np.add.reduceat(Wp, starts, axis=1)
-    neg_g = np.add.reduceat(Wn, starts, axis=1)
-    neg_below = np.cumsum(neg_g, axis=1) - neg_g
-    num = (pos_g * (neg_below + 0.5 * neg_g)).sum(axis=1)
-    den = pos_g.sum(axis=1) * neg_g.sum(axis=1)
-    return np.divide(num, den, out=np.full(len(W), np.nan), where=den > 0)
+    y, s = np.asarray(y), np.asarray(s, dtype=np.float64)
+    return _aucs([_auc_maps(y, s, np.arange(len(y)), len(y))], np.asarray(W, dtype=np.float64))[:, 0]
 
 
-def bootstrap_metrics(Y: np.ndarray, P: np.ndarray, Yhat: np.ndarray, W: np.ndarray,
-                      chunk: int = 100) -> dict[str, np.ndarray]:
+def bootstrap_metrics(Y: np.ndarray, P: np.ndarray, Yhat: np.ndarray, W: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric of METRICS under every resample: {name: (n_boot,)}.
 
-    Macro AUC averages the labels whose AUC is defined in that resample.
+    Macro AUC averages the labels whose AUC is defined in that resample; micro AUC pools
+    every (row, label) cell, a cell weighing what its row weighs.
     """
     Y = np.asarray(Y, dtype=np.float64)
     Yhat = np.asarray(Yhat, dtype=np.float64)
+    P = np.asarray(P, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    n_rows, n_labels = Y.shape
     tp, fp, fn = W @ (Y * Yhat), W @ ((1 - Y) * Yhat), W @ (Y * (1 - Yhat))
     out = {"macro_f1": _f1(tp, fp, fn).mean(axis=1),
            "micro_f1": _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))}
-    per_label = np.stack([weighted_auc(Y[:, k], P[:, k], W) for k in range(Y.shape[1])], axis=1)
+    rows = np.arange(n_rows)
+    maps = [_auc_maps(Y[:, k], P[:, k], rows, n_rows) for k in range(n_labels)]
+    maps.append(_auc_maps(Y.ravel(), P.ravel(), np.repeat(rows, n_labels), n_rows))
+    aucs = _aucs(maps, W)
     with np.errstate(all="ignore"):
-        out["macro_auc"] = np.nanmean(np.where(np.isnan(per_label), np.nan, per_label), axis=1)
-    # micro AUC pools every (row, label) cell; the weight of a cell is its row's weight.
-    n_labels = Y.shape[1]
-    micro = [weighted_auc(Y.ravel(), P.ravel(), np.repeat(W[i:i + chunk], n_labels, axis=1))
-             for i in range(0, len(W), chunk)]
-    out["micro_auc"] = np.concatenate(micro)
+        out["macro_auc"] = np.nanmean(aucs[:, :n_labels], axis=1)
+    out["micro_auc"] = aucs[:, n_labels]
     return out
 
 

@@ -3,12 +3,16 @@
 At a fixed 0.5 threshold a rare label is almost never predicted, so its F1 is 0 while its
 ROC-AUC may be fine. For each label we pick the probability threshold that maximises that
 label's F1 on the validation split, and apply it unchanged to test.
+
+Every label is tuned at once: one sort of the score matrix, cumulative true and false
+positives at each distinct score, F1 = 2TP / (2TP + FP + FN) as one exact division (so
+equal F1 values tie exactly). Among equally good thresholds the lowest wins, as with
+scikit-learn's ``precision_recall_curve`` followed by ``argmax``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 
 def tune_thresholds(Y: np.ndarray, P: np.ndarray, default: float = 0.5) -> np.ndarray:
@@ -21,17 +25,29 @@ def tune_thresholds(Y: np.ndarray, P: np.ndarray, default: float = 0.5) -> np.nd
     Returns:
         float array (n_labels,): predict label k when ``P[:, k] >= thresholds[k]``.
     """
+    thr, _ = tune_thresholds_f1(Y, P, default)
+    return thr
+
+
+def tune_thresholds_f1(Y: np.ndarray, P: np.ndarray, default: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The F1-best threshold of every label and the validation F1 it reaches (0 without positives)."""
     Y, P = np.asarray(Y), np.asarray(P, dtype=np.float64)
-    out = np.full(Y.shape[1], default, dtype=np.float64)
-    for k in range(Y.shape[1]):
-        if Y[:, k].sum() == 0:
-            continue
-        precision, recall, thr = precision_recall_curve(Y[:, k], P[:, k])
-        # precision/recall have one more entry than thr (the final point, recall 0): drop it.
-        p, r = precision[:-1], recall[:-1]
-        f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
-        out[k] = float(thr[int(np.argmax(f1))])
-    return out
+    n_rows, n_labels = Y.shape
+    order = np.argsort(-P, axis=0, kind="stable")  # descending scores, per label
+    s = np.take_along_axis(P, order, axis=0)
+    y = np.take_along_axis(Y, order, axis=0).astype(np.int64)
+    tp = np.cumsum(y, axis=0)
+    fp = np.arange(1, n_rows + 1)[:, None] - tp
+    n_pos = tp[-1]
+    # A threshold t = s[i] predicts every row scoring >= t: only the last row of a run of tied scores counts.
+    last = np.ones_like(s, dtype=bool)
+    last[:-1] = s[:-1] != s[1:]
+    f1 = np.where(last, 2 * tp / np.maximum(2 * tp + fp + (n_pos - tp), 1), -1.0)
+    # Rows run from the highest score down: the last maximum is the lowest F1-best threshold.
+    best = n_rows - 1 - np.argmax(f1[::-1], axis=0)
+    cols = np.arange(n_labels)
+    out = np.where(n_pos > 0, s[best, cols], default)
+    return out.astype(np.float64), np.where(n_pos > 0, f1[best, cols], 0.0)
 
 
 def apply_thresholds(P: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

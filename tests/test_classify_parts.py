@@ -160,3 +160,50 @@ def test_streaming_fit_reads_blocks_and_learns(tmp_path, multi):
     assert spy.max_rows == 64
     P = predict_scores(model, X, 3)
     assert roc_auc_score(Y, P, average="macro") > 0.9
+
+
+def test_weighted_auc_edge_cases_match_sklearn():
+    rng = np.random.default_rng(4)
+    W = rng.integers(0, 4, size=(6, 30)).astype(float)
+    for y, s in (
+        (np.r_[np.ones(15), np.zeros(15)], np.r_[np.full(15, 0.3), np.full(15, 0.3)]),  # every score tied
+        (rng.integers(0, 2, 30), rng.integers(0, 3, 30) / 2),  # three tied levels, 0 and 1 included
+        (np.r_[1, np.zeros(29)], rng.random(30)),  # a single positive
+    ):
+        for w, got in zip(W, weighted_auc(y, s, W)):
+            if 0 < (w * y).sum() < w.sum():
+                assert got == pytest.approx(roc_auc_score(y, s, sample_weight=w))
+            else:
+                assert np.isnan(got)  # a resample without positives (or negatives) has no AUC
+    assert np.isnan(weighted_auc(np.zeros(30), rng.random(30), W)).all()
+
+
+def test_bootstrap_micro_auc_pools_cells_with_their_row_weights():
+    rng = np.random.default_rng(5)
+    Y = (rng.random((40, 4)) < 0.3).astype(int)
+    P = np.round(rng.random((40, 4)) * 0.6 + 0.3 * Y, 2)
+    W = resample_weights(40, 5, seed=1)
+    got = bootstrap_metrics(Y, P, (P >= 0.5).astype(int), W)
+    for b, w in enumerate(W):
+        cells = np.repeat(w, 4)
+        assert got["micro_auc"][b] == pytest.approx(roc_auc_score(Y.ravel(), P.ravel(), sample_weight=cells))
+        per_label = [roc_auc_score(Y[:, k], P[:, k], sample_weight=w) for k in range(4)]
+        assert got["macro_auc"][b] == pytest.approx(np.mean(per_label))
+
+
+def test_vectorised_thresholds_are_f1_best_like_sklearn_curve():
+    from sklearn.metrics import f1_score, precision_recall_curve
+
+    rng = np.random.default_rng(6)
+    for trial in range(40):
+        Y = (rng.random((50, 3)) < rng.random()).astype(int)
+        P = np.round(rng.random((50, 3)), 1) if trial % 2 else rng.random((50, 3))
+        thr = tune_thresholds(Y, P)
+        for k in range(3):
+            if Y[:, k].sum() == 0:
+                assert thr[k] == 0.5
+                continue
+            prec, rec, cuts = precision_recall_curve(Y[:, k], P[:, k])
+            best = np.max(np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(prec), where=prec + rec > 0))
+            assert f1_score(Y[:, k], P[:, k] >= thr[k]) == pytest.approx(best)
+            assert thr[k] in cuts

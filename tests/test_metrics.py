@@ -73,3 +73,21 @@ def test_threshold_moves_multilabel_predictions_only():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="3 label names"):
         score(np.zeros((2, 2)), np.zeros((2, 2)), "multi_label", ["a", "b", "c"])
+
+
+def test_scores_match_sklearn_on_random_data_with_ties():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(3)
+    Y = (rng.random((200, 6)) < [0.5, 0.2, 0.05, 0.01, 0.0, 1.0]).astype(int)
+    P = np.round(rng.random((200, 6)) * 0.5 + 0.4 * Y, 1)  # coarse scores: many ties
+    thr = np.array([0.5, 0.4, 0.3, 0.6, 0.5, 0.2])
+    m = score(Y, P, "multi_label", list("abcdef"), thr)
+    Yhat = (P >= thr).astype(int)
+    assert m["macro_f1"] == pytest.approx(f1_score(Y, Yhat, average="macro", zero_division=0), abs=1e-12)
+    assert m["micro_f1"] == pytest.approx(f1_score(Y, Yhat, average="micro", zero_division=0), abs=1e-12)
+    assert m["subset_accuracy"] == pytest.approx(accuracy_score(Y, Yhat))
+    for k, name in enumerate("abcdef"):
+        expect = roc_auc_score(Y[:, k], P[:, k]) if 0 < Y[:, k].sum() < len(Y) else None
+        assert m["per_label_auc"][name] == (None if expect is None else pytest.approx(expect, abs=1e-12))
+    assert m["micro_auc"] == pytest.approx(roc_auc_score(Y.ravel(), P.ravel()), abs=1e-12)
