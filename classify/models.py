@@ -12,10 +12,19 @@ Every model is a plain scikit-learn estimator (so skops can save it without pick
 | logreg_chain          | features         | StandardScaler -> ClassifierChain(LogisticRegression)        |
 | random_forest         | features         | RandomForestClassifier (one multi-output forest)            |
 | random_forest_ovr     | features         | one-vs-rest RandomForestClassifier (a forest per label)     |
-| hybrid_logreg         | texts + features | [TF-IDF, weighted standardised features] -> one-vs-rest LR  |
+| hybrid_logreg         | texts + features | LogitFusion: tfidf_logreg + emb_weight x logreg, log-odds    |
 | sgd_stream            | features         | StandardScaler + SGD (log loss) per label, by partial_fit   |
 
 :func:`predict_scores` turns any of them into a (n_rows, n_labels) probability matrix.
+
+``hybrid_logreg`` is one linear logistic model over [TF-IDF words, standardised features]
+fitted block by block (late fusion): a TF-IDF logistic regression and a logistic regression
+on the features are fitted on train separately, and their log-odds are added,
+``logit p = logit p_words + emb_weight * logit p_features``; ``emb_weight`` is a grid axis
+chosen on validation like every other hyperparameter. Fitting the two blocks jointly (one
+LR on a CSR matrix holding the words and a dense feature block) scored the same on
+GoEmotions but took about 150 s a fit on 2 cores; the blocks take about 10 s together, and
+select.py reuses the very fits of tfidf_logreg's and logreg's grids.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -76,13 +86,21 @@ def candidates(name: str, cfg: ClassifySection, poolings: list[str]) -> list[Can
     elif name in ("random_forest", "random_forest_ovr"):
         grid = _grid(n_estimators=cfg.rf_n_estimators, max_depth=cfg.rf_max_depth,
                      min_samples_leaf=cfg.rf_min_samples_leaf, class_weight=cfg.rf_class_weight)
-    elif name == "hybrid_logreg":
-        grid = _grid(C=cfg.tfidf_C, emb_weight=cfg.hybrid_emb_weight, class_weight=cfg.logreg_class_weight)
+    elif name == "hybrid_logreg":  # the words' LR (tfidf_logreg's grid) x the features' LR (logreg's) x weight
+        grid = _grid(C=cfg.tfidf_C, class_weight=cfg.logreg_class_weight, emb_C=cfg.logreg_C,
+                     emb_class_weight=cfg.logreg_class_weight, emb_weight=cfg.hybrid_emb_weight)
     elif name == "sgd_stream":
         grid = _grid(alpha=tuple(1.0 / (c * 1000.0) for c in cfg.logreg_C))
     else:
         raise ValueError(f"unknown model {name!r}")
     return [Candidate(name, p, pool) for pool in poolings for p in grid]
+
+
+def hybrid_parts(c: Candidate) -> tuple[Candidate, Candidate]:
+    """The tfidf_logreg and logreg candidates whose log-odds hybrid candidate `c` adds."""
+    p = c.params
+    return (Candidate("tfidf_logreg", {"C": p["C"], "class_weight": p["class_weight"]}),
+            Candidate("logreg", {"C": p["emb_C"], "class_weight": p["emb_class_weight"]}, c.feature_set))
 
 
 def _cw(value: str):
@@ -106,20 +124,16 @@ def build(c: Candidate, cfg: ClassifySection, seed: int, n_features: int = 0, mu
         head = OneVsRestClassifier(lr, n_jobs=cfg.n_jobs) if c.model == "logreg" else \
             ClassifierChain(lr, order="random", random_state=seed)
         return make_pipeline(StandardScaler(), head)
-    if c.model in ("tfidf_logreg", "hybrid_logreg"):
+    if c.model == "tfidf_logreg":
         # lbfgs, not liblinear: liblinear cannot train on the read-only memmaps that joblib's
         # loky workers receive, and it is no faster here (6.8 s vs 6.7 s per fit on GoEmotions).
         lr = LogisticRegression(C=p["C"], class_weight=_cw(p["class_weight"]), max_iter=cfg.logreg_max_iter,
                                 random_state=seed)
-        if c.model == "tfidf_logreg":
-            return Pipeline([("tfidf", _tfidf(cfg)), ("ovr", OneVsRestClassifier(lr, n_jobs=cfg.n_jobs))])
-        # One CSR matrix holds the words and the dense feature block: correct, but slow on
-        # large data (about 150 s a fit on GoEmotions on 2 cores), so it is opt-in there.
-        columns = ColumnTransformer(
-            [("tfidf", _tfidf(cfg), TEXT_COLUMN), ("emb", StandardScaler(), [f"f{i}" for i in range(n_features)])],
-            transformer_weights={"tfidf": 1.0, "emb": p["emb_weight"]},
-        )
-        return Pipeline([("columns", columns), ("ovr", OneVsRestClassifier(lr, n_jobs=cfg.n_jobs))])
+        return Pipeline([("tfidf", _tfidf(cfg)), ("ovr", OneVsRestClassifier(lr, n_jobs=cfg.n_jobs))])
+    if c.model == "hybrid_logreg":
+        words, feats = hybrid_parts(c)
+        return LogitFusion(build(words, cfg, seed), build(feats, cfg, seed, n_features, multi_label),
+                           emb_weight=p["emb_weight"])
     if c.model in ("random_forest", "random_forest_ovr"):
         rf = RandomForestClassifier(
             n_estimators=p["n_estimators"], max_depth=p["max_depth"] or None,
@@ -133,6 +147,70 @@ def build(c: Candidate, cfg: ClassifySection, seed: int, n_features: int = 0, mu
         head = MultiOutputClassifier(sgd, n_jobs=cfg.n_jobs) if multi_label else sgd
         return make_pipeline(StandardScaler(), head)
     raise ValueError(f"unknown model {c.model!r}")
+
+
+_EPS = 1e-12  # probabilities are clipped to [_EPS, 1 - _EPS] before taking log-odds
+
+
+def fuse(P_words: np.ndarray, P_features: np.ndarray, emb_weight: float, multi_label: bool) -> np.ndarray:
+    """Late fusion of two models' probabilities (n_rows, n_classes).
+
+    Multi-label: per label, ``expit(logit p_words + emb_weight * logit p_features)``.
+    Single-label: ``softmax(log p_words + emb_weight * log p_features)`` (a product of experts).
+    """
+    P_words = np.clip(np.asarray(P_words, dtype=np.float64), _EPS, 1 - _EPS)
+    P_features = np.clip(np.asarray(P_features, dtype=np.float64), _EPS, 1 - _EPS)
+    if multi_label:
+        return expit(np.log(P_words) - np.log1p(-P_words) + emb_weight * (np.log(P_features) - np.log1p(-P_features)))
+    return softmax(np.log(P_words) + emb_weight * np.log(P_features), axis=1)
+
+
+def split_frame(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The texts and the (n_rows, dim) float32 features of a :func:`model_input` frame."""
+    return frame[TEXT_COLUMN].tolist(), frame.drop(columns=[TEXT_COLUMN]).to_numpy(dtype=np.float32)
+
+
+class LogitFusion(ClassifierMixin, BaseEstimator):
+    """A words model and a features model whose log-odds are added (see the module docstring).
+
+    Args:
+        text_model: an estimator on a list of texts (tfidf_logreg's pipeline).
+        feature_model: an estimator on the (n_rows, dim) features (logreg's pipeline).
+        emb_weight: weight of the features model's log-odds; 0 is the words model alone.
+
+    ``fit`` and ``predict_proba`` take the frame of :func:`model_input` (a text column and
+    one column per feature).
+    """
+
+    def __init__(self, text_model=None, feature_model=None, emb_weight: float = 0.5):
+        self.text_model = text_model
+        self.feature_model = feature_model
+        self.emb_weight = emb_weight
+
+    def fit(self, X: pd.DataFrame, y):
+        texts, feats = split_frame(X)
+        return self._set_fitted(clone(self.text_model).fit(texts, y), clone(self.feature_model).fit(feats, y),
+                                np.ndim(y) == 2)
+
+    @classmethod
+    def from_fitted(cls, text_model, feature_model, emb_weight: float, multi_label: bool) -> LogitFusion:
+        """The fusion of two models already fitted on the same train rows (no refit)."""
+        return cls(clone(text_model), clone(feature_model), emb_weight)._set_fitted(text_model, feature_model,
+                                                                                   multi_label)
+
+    def _set_fitted(self, text_model, feature_model, multi_label: bool) -> LogitFusion:
+        self.text_model_, self.feature_model_, self.multi_label_ = text_model, feature_model, bool(multi_label)
+        self.classes_ = np.asarray(text_model.classes_)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        texts, feats = split_frame(X)
+        return fuse(self.text_model_.predict_proba(texts), self.feature_model_.predict_proba(feats),
+                    self.emb_weight, self.multi_label_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        P = self.predict_proba(X)
+        return (P >= 0.5).astype(np.int64) if self.multi_label_ else self.classes_[P.argmax(axis=1)]
 
 
 def model_input(kind: str, X: np.ndarray | None, texts: list[str] | None):
@@ -153,7 +231,7 @@ def _output_classes(model) -> list:
     return [e.classes_ for e in last.estimators_]  # MultiOutputClassifier after partial_fit
 
 
-def predict_scores(model, inputs, n_labels: int) -> np.ndarray:
+def predict_scores(model, inputs, n_labels: int, dtype=np.float32) -> np.ndarray:
     """Probabilities as float32 (n_rows, n_labels), columns in label order.
 
     Multi-output estimators return one (n_rows, n_classes) array per label; a class
@@ -161,7 +239,7 @@ def predict_scores(model, inputs, n_labels: int) -> np.ndarray:
     """
     proba = model.predict_proba(inputs)
     n_rows = len(inputs)
-    out = np.zeros((n_rows, n_labels), dtype=np.float32)
+    out = np.zeros((n_rows, n_labels), dtype=dtype)
     if isinstance(proba, list):  # multi-output: one array per label
         for k, (p, classes) in enumerate(zip(proba, _output_classes(model))):
             hit = np.flatnonzero(np.asarray(classes) == 1)

@@ -15,9 +15,9 @@ from pathlib import Path
 from extract.cache import MODELS_DIRNAME, sha256_file, write_json_atomic
 from extract.config import ProbekitError
 
-# Beyond skops' defaults (numpy, scipy and scikit-learn estimators), the one type our
-# models hold: the fitted trees of the random forests.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+# Beyond skops' defaults (numpy, scipy and scikit-learn estimators), the types our models
+# hold: the fitted trees of the random forests, and hybrid_logreg's own estimator.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "classify.models.LogitFusion"]
 # What must match between a saved model and the features it is asked to score.
 FEATURE_SPACE_KEYS = ("model_id", "model_revision", "feature_set", "hidden_size", "max_length", "label_names")
 
@@ -27,6 +27,23 @@ def model_paths(run_dir: str | Path, name: str) -> tuple[Path, Path]:
     return d / f"{name}.skops", d / f"{name}.json"
 
 
+def plain_vocabularies(model, _depth: int = 0) -> None:
+    """Turn the numpy-int values of every fitted TF-IDF vocabulary in `model` into plain ints.
+
+    skops writes each numpy scalar as a node of its own: GoEmotions' 58k-term vocabulary took
+    372 s to save that way (loaded machine) and 2.6 s with plain ints. Lookups are unchanged.
+    """
+    if _depth > 6:
+        return
+    vocab = getattr(model, "vocabulary_", None)
+    if isinstance(vocab, dict):
+        model.vocabulary_ = {term: int(i) for term, i in vocab.items()}
+    parts = [step for _, step in getattr(model, "steps", [])]
+    parts += [getattr(model, a) for a in ("text_model_", "feature_model_") if hasattr(model, a)]
+    for part in parts:
+        plain_vocabularies(part, _depth + 1)
+
+
 def save_model(model, run_dir: str | Path, name: str, meta: dict) -> Path:
     """Write the model (temporary name, then rename) and its sidecar JSON."""
     path, meta_path = model_paths(run_dir, name)
@@ -34,6 +51,7 @@ def save_model(model, run_dir: str | Path, name: str, meta: dict) -> Path:
     import skops.io as sio  # imported here: skops imports torch whenever it is installed
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    plain_vocabularies(model)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     sio.dump(model, tmp)
     os.replace(tmp, path)
@@ -71,5 +89,6 @@ def load_model(run_dir: str | Path, name: str, expect: dict | None = None):
 
     untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
     if untrusted:
-        raise ProbekitError(f"{path}: holds types outside the trusted list ({', '.join(untrusted)}); refusing to load it.")
+        raise ProbekitError(f"{path}: holds types outside the trusted list ({', '.join(untrusted)}); "
+                            "refusing to load it.")
     return sio.load(path, trusted=TRUSTED_TYPES), meta

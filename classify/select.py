@@ -3,6 +3,12 @@
 The score of a candidate is its validation macro-F1 (after per-label threshold tuning
 when ``[classify] thresholds = "tune"``), ties broken by validation macro ROC-AUC. Test is
 never looked at here.
+
+hybrid_logreg adds the log-odds of a tfidf_logreg and a logreg candidate (classify.models).
+When it is among the models, the fits of tfidf_logreg's and logreg's grids (and their
+validation scores) are kept and reused, whichever model is selected first: every point
+of the hybrid's grid is then a fusion of two fits already made, scored on validation.
+Its ``fit_seconds`` is the sum of its two parts' fits, what fitting it afresh costs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from classify.thresholds import tune_thresholds
 from extract.config import ClassifySection
 
 logger = logging.getLogger(__name__)
+HYBRID_PARTS = ("tfidf_logreg", "logreg")
 SELECTION_METRIC = "validation macro_f1 (tuned thresholds when thresholds='tune'), ties by validation macro_auc"
 
 
@@ -35,6 +42,7 @@ class Data:
     label_names: list
     problem_type: str
     _frames: dict = field(default_factory=dict)
+    _fits: dict = field(default_factory=dict)  # candidate key -> Fitted, for the hybrid's parts
 
     @property
     def multi_label(self) -> bool:
@@ -59,6 +67,7 @@ class Selected:
     grid: list
     seconds: float
     validation_score: float
+    P_val: np.ndarray  # float32 validation probabilities of the chosen candidate
 
 
 def fit_candidate(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int):
@@ -82,6 +91,38 @@ def thresholds_for(P_val: np.ndarray, data: Data, cfg: ClassifySection) -> np.nd
     return tune_thresholds(data.Y["validation"], P_val, default=cfg.threshold)
 
 
+@dataclass
+class Fitted:
+    """A candidate fitted on train, with its validation probabilities (float64)."""
+
+    model: object
+    fit_seconds: float
+    P_val: np.ndarray
+
+
+def _key(c: models.Candidate) -> tuple:
+    return c.model, c.feature_set, tuple(sorted(c.params.items()))
+
+
+def fit_scored(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int) -> Fitted:
+    """Fit `c` on train and score validation, reusing the hybrid's parts when kept."""
+    if c.model == "hybrid_logreg":
+        words, feats = (fit_scored(part, data, cfg, seed) for part in models.hybrid_parts(c))
+        w = c.params["emb_weight"]
+        est = models.LogitFusion.from_fitted(words.model, feats.model, w, data.multi_label)
+        return Fitted(est, words.fit_seconds + feats.fit_seconds,
+                      models.fuse(words.P_val, feats.P_val, w, data.multi_label))
+    key = _key(c)
+    if key in data._fits:
+        return data._fits[key]
+    est, fit_s = fit_candidate(c, data, cfg, seed)
+    out = Fitted(est, fit_s, models.predict_scores(est, data.inputs(c, "validation"), len(data.label_names),
+                                                   dtype=np.float64))
+    if "hybrid_logreg" in cfg.models and c.model in HYBRID_PARTS:
+        data._fits[key] = out
+    return out
+
+
 def select(name: str, data: Data, cfg: ClassifySection, seed: int, poolings: list[str]) -> Selected:
     """Fit every candidate of model `name`; return the best by validation score."""
     t0 = time.perf_counter()
@@ -90,15 +131,16 @@ def select(name: str, data: Data, cfg: ClassifySection, seed: int, poolings: lis
     bar = tqdm(cands, desc=f"select {name}", unit="fit", leave=False,
                disable=len(cands) < 2 or not logger.isEnabledFor(logging.INFO))
     for c in bar:
-        est, fit_s = fit_candidate(c, data, cfg, seed)
-        P = models.predict_scores(est, data.inputs(c, "validation"), len(data.label_names))
+        f = fit_scored(c, data, cfg, seed)
+        # float32, as predict_scores saves them: thresholds are tuned on exactly the saved scores.
+        P = f.P_val.astype(np.float32)
         thr = thresholds_for(P, data, cfg)
         m = score(data.Y["validation"], P, data.problem_type, data.label_names,
                   cfg.threshold if thr is None else thr)
         key = (m["macro_f1"], -1.0 if m["macro_auc"] is None else m["macro_auc"])
         grid.append({**c.describe(), "validation_macro_f1": m["macro_f1"], "validation_macro_auc": m["macro_auc"],
-                     "fit_seconds": round(fit_s, 3)})
+                     "fit_seconds": round(f.fit_seconds, 3)})
         if best is None or key > best[0]:
-            best = (key, c, est, fit_s, thr)
-    (key, c, est, fit_s, thr) = best
-    return Selected(c, est, fit_s, thr, grid, time.perf_counter() - t0, key[0])
+            best = (key, c, f, thr, P)
+    (key, c, f, thr, P) = best
+    return Selected(c, f.model, f.fit_seconds, thr, grid, time.perf_counter() - t0, key[0], P)

@@ -183,3 +183,79 @@ def test_label_absent_from_train_gets_zero_probability(tmp_path):
 def test_missing_cache_names_the_make_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="make extract"):
         run_classify(make_config(tmp_path))
+
+
+def _words_and_features_cache(run_dir, seed: int = 0):
+    """Labels 0 and 1 are in the words only, label 2 in the features only."""
+    from extract.cache import CacheWriter, features_dir
+
+    rng = np.random.default_rng(seed)
+    vocab = {0: ["sunny", "bright"], 1: ["rainy", "grey"]}
+    with CacheWriter(features_dir(run_dir)) as w:
+        for split, n in (("train", 120), ("validation", 60), ("test", 60)):
+            Y = (rng.random((n, 3)) < 0.35).astype(np.uint8)
+            texts = [" ".join([str(rng.choice(vocab[k])) for k in (0, 1) if Y[i, k]] + ["day"]) for i in range(n)]
+            X = rng.normal(size=(n, 6)).astype(np.float32)
+            X[:, 0] += 2.0 * Y[:, 2]
+            w.add_split(split, X, Y, texts, [f"{split}-{i}" for i in range(n)])
+        w.commit({"label_names": ["sun", "rain", "hidden"], "problem_type": "multi_label", "hidden_size": 6,
+                  "dtype": "float32", "cache_key": "words+features", "model_id": "fake", "pooling": "cls",
+                  "max_length": 16})
+
+
+def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_path):
+    from classify import models
+    from classify.persist import load_model
+    from extract.cache import features_dir, read_cache
+
+    weights = [0.25, 1.0, 4.0]
+    cfg = make_config(tmp_path, *FAST, "classify.models=['tfidf_logreg', 'logreg', 'hybrid_logreg']",
+                      f"classify.hybrid_emb_weight={weights}", "classify.tfidf_min_df=1")
+    _words_and_features_cache(cfg.run_dir)
+    m = json.loads(run_classify(cfg).read_text())["models"]
+    hyb, sel = m["hybrid_logreg"], m["hybrid_logreg"]["selection"]
+    # the grid: tfidf_C (1) x class_weight (1) x logreg_C (2) x class_weight (1) x emb_weight (3)
+    assert sel["n_candidates"] == 6 and {g["emb_weight"] for g in sel["grid"]} == set(weights)
+    assert sel["validation_score"] == max(g["validation_macro_f1"] for g in sel["grid"])
+    assert hyb["input"] == "both" and hyb["params"]["emb_weight"] in weights
+    # its parts are the very fits of tfidf_logreg's and logreg's grids: its fit time is theirs
+    part = {g["C"]: g["fit_seconds"] for g in m["logreg"]["selection"]["grid"]}
+    assert hyb["fit_seconds"] == pytest.approx(m["tfidf_logreg"]["fit_seconds"] + part[hyb["params"]["emb_C"]],
+                                               abs=2e-3)
+    # words alone miss the hidden label and features alone the other two; the fusion has both
+    auc = {n: m[n]["test"]["per_label_auc"] for n in m}
+    assert auc["hybrid_logreg"]["sun"] > 0.9 and auc["hybrid_logreg"]["hidden"] > 0.85
+    assert auc["tfidf_logreg"]["hidden"] < 0.75 and auc["logreg"]["sun"] < 0.75
+    assert hyb["test"]["tuned"]["macro_f1"] > max(m["tfidf_logreg"]["test"]["tuned"]["macro_f1"],
+                                                  m["logreg"]["test"]["tuned"]["macro_f1"])
+    # saved with skops, reloaded, it reproduces the saved scores; refitted from scratch, the same model
+    model, meta = load_model(cfg.run_dir, "hybrid_logreg", expect={"hidden_size": 6, "feature_set": "cls"})
+    assert isinstance(model, models.LogitFusion) and meta["input"] == "both"
+    cache = read_cache(features_dir(cfg.run_dir))
+    frame = models.model_input(models.BOTH, cache.X("test"), cache.texts("test"))
+    saved = np.load(scores_path(cfg.run_dir, "hybrid_logreg", "test"))
+    np.testing.assert_allclose(models.predict_scores(model, frame, 3), saved, rtol=1e-6)
+    train = models.model_input(models.BOTH, cache.X("train"), cache.texts("train"))
+    fresh = models.LogitFusion(model.text_model, model.feature_model, model.emb_weight).fit(train, cache.Y("train"))
+    np.testing.assert_allclose(models.predict_scores(fresh, frame, 3), saved, rtol=1e-5, atol=1e-7)
+
+
+def test_fusion_by_hand():
+    from scipy.special import logit
+
+    from classify.models import fuse
+
+    Pw, Pf = np.array([[0.8, 0.1]]), np.array([[0.5, 0.9]])
+    np.testing.assert_allclose(logit(fuse(Pw, Pf, 2.0, True)), logit(Pw) + 2.0 * logit(Pf))
+    single = fuse(np.array([[0.6, 0.4]]), np.array([[0.2, 0.8]]), 1.0, False)
+    np.testing.assert_allclose(single, [[0.12 / 0.44, 0.32 / 0.44]])  # product of experts, renormalised
+
+
+@pytest.mark.parametrize("n_labels", [2, 4])
+def test_hybrid_on_single_label_gives_distributions(tmp_path, n_labels):
+    cfg = make_config(tmp_path, *FAST, "classify.models=['hybrid_logreg']", "classify.hybrid_emb_weight=[0.5, 2.0]")
+    write_fake_cache(cfg.run_dir, "single_label", n_labels)
+    m = json.loads(run_classify(cfg).read_text())["models"]["hybrid_logreg"]
+    P = np.load(scores_path(cfg.run_dir, "hybrid_logreg", "test"))
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
+    assert m["test"]["macro_auc"] > 0.9 and m["thresholds"] is None

@@ -29,7 +29,7 @@ def words_run(tmp_path_factory, _tiny_encoder_dir):
         write_jsonl(data / f"{split}.jsonl", toy_rows(n, seed, multi=True))
     (data / "labels.txt").write_text("joy\nsadness\nanger\nfear\n")
     cfg = make_config(tmp, *toy_overrides(data, _tiny_encoder_dir), *FAST,
-                      "classify.models=['dummy', 'tfidf_logreg', 'logreg']")
+                      "classify.models=['dummy', 'tfidf_logreg', 'logreg', 'hybrid_logreg']")
     run_extract(cfg)
     run_classify(cfg)
     return cfg.run_dir
@@ -58,6 +58,24 @@ def test_features_model_runs_the_run_encoder(words_run):
                                atol=1e-4)  # the same features as the cache's, so the same scores
 
 
+def test_hybrid_reads_the_words_and_the_run_encoder(words_run):
+    from classify.models import BOTH, LogitFusion, model_input, predict_scores
+    from classify.persist import load_model
+    from extract.cache import features_dir, read_cache
+
+    cache = read_cache(features_dir(words_run))
+    texts = cache.texts("test")[:3]
+    out = predict(words_run, texts, model="hybrid_logreg")
+    model, meta = load_model(words_run, "hybrid_logreg")
+    assert isinstance(model, LogitFusion) and meta["input"] == "both"
+    saved = predict_scores(model, model_input(BOTH, np.asarray(cache.X("test"))[:3], texts), 4)
+    np.testing.assert_allclose(out["probabilities"], saved, atol=1e-4)
+    thr = np.array([out["thresholds"][k] for k in out["labels"]])
+    np.testing.assert_array_equal(out["predicted"], (out["probabilities"] >= thr).astype(int))
+    words = predict(words_run, ["happy glad joy smile", "angry mad rage furious"], model="hybrid_logreg")
+    assert words["probabilities"][0].argmax() == 0 and words["probabilities"][1].argmax() == 2
+
+
 def test_default_model_is_the_best_on_validation(words_run):
     best = json.loads((words_run / "metrics.json").read_text())["comparisons"]["best"]
     assert predict(words_run, ["so sad"])["model"] == best
@@ -74,7 +92,7 @@ def test_formats(words_run):
 
 
 def test_unknown_model_lists_the_run_models(words_run):
-    with pytest.raises(ProbekitError, match="this run has dummy, tfidf_logreg, logreg"):
+    with pytest.raises(ProbekitError, match="this run has dummy, tfidf_logreg, logreg, hybrid_logreg"):
         predict(words_run, ["x"], model="svm")
 
 
