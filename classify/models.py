@@ -1,6 +1,7 @@
 """The candidate models and their hyperparameter grids.
 
-Every model is a plain scikit-learn estimator (so skops can save it without pickle):
+Every model is a scikit-learn estimator (so skops can save it without pickle; the one class
+of our own, LogitFusion, is on classify.persist's trusted list):
 
 | name                  | input            | estimator                                                   |
 |-----------------------|------------------|-------------------------------------------------------------|
@@ -21,10 +22,10 @@ Every model is a plain scikit-learn estimator (so skops can save it without pick
 fitted block by block (late fusion): a TF-IDF logistic regression and a logistic regression
 on the features are fitted on train separately, and their log-odds are added,
 ``logit p = logit p_words + emb_weight * logit p_features``; ``emb_weight`` is a grid axis
-chosen on validation like every other hyperparameter. Fitting the two blocks jointly (one
-LR on a CSR matrix holding the words and a dense feature block) scored the same on
-GoEmotions but took about 150 s a fit on 2 cores; the blocks take about 10 s together, and
-select.py reuses the very fits of tfidf_logreg's and logreg's grids.
+chosen on validation like every other hyperparameter. Fitting both blocks in one LR (a CSR
+matrix holding the words and a dense feature block) took about 150 s a fit on GoEmotions
+on 2 cores; the two blocks take 10-20 s together, and select.py reuses the very fits of
+tfidf_logreg's and logreg's grids, so the fusion grid costs only its validation scoring.
 """
 
 from __future__ import annotations
