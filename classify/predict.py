@@ -75,7 +75,8 @@ def predict(run_dir: str | Path, texts: list[str], model: str | None = None) -> 
         return {"model": name, "labels": labels, "probabilities": P,
                 "predicted": predict_labels(P, metrics["problem_type"], thr), "thresholds": entry.get("thresholds")}
     manifest = _json(features_dir(run_dir) / MANIFEST_NAME, "make extract")
-    meta = json.loads((run_dir / "models" / f"{name}.json").read_text()) if (run_dir / "models" / f"{name}.json").is_file() else {}
+    meta_path = run_dir / "models" / f"{name}.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     kind, pooling = meta.get("input", models.FEATURES), meta.get("feature_set")
     X = None if kind == models.TEXTS else encode_like_cache(manifest, texts, pooling)
     expect = {"model_id": manifest.get("model_id"), "model_revision": manifest.get("model_revision"),
@@ -111,7 +112,8 @@ def encode_like_cache(manifest: dict, texts: list[str], pooling: str) -> np.ndar
         )
     device = encode.pick_device(enc.device)
     dtype = manifest.get("compute_dtype", "float32")
-    tokenizer, model = encode.load_encoder(enc, path, local, device, dtype=dtype, quantize=manifest.get("quantize", "none"))
+    tokenizer, model = encode.load_encoder(enc, path, local, device, dtype=dtype,
+                                           quantize=manifest.get("quantize", "none"))
     arrays, _ = encode.make_extractor(enc, tokenizer, model, device, poolings=[pooling]).encode(texts)
     return np.asarray(arrays[pooling], dtype=np.float32)
 

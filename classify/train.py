@@ -25,7 +25,8 @@ from joblib import parallel_config
 from sklearn.metrics import confusion_matrix
 
 from classify import bootstrap, models
-from classify.compare import carry_finetuned
+from classify.checkpoint import Progress
+from classify.compare import carry_finetuned, model_threshold
 from classify.metrics import predict_labels, score
 from classify.persist import save_model
 from classify.select import SELECTION_METRIC, Data, select
@@ -100,6 +101,12 @@ def run_classify(cfg: Config) -> Path:
     run_dir, ccfg, names = cfg.run_dir, cfg.classify, cache.label_names
     (run_dir / SCORES_DIRNAME).mkdir(parents=True, exist_ok=True)
     results, test_preds = {}, {}
+    # Models finished by an interrupted run with the same settings are taken as they are
+    # (classify/checkpoint.py); the model list, n_jobs and the backend do not change a model.
+    progress = Progress(run_dir, {"classify": {k: v for k, v in cfg.to_dict()["classify"].items()
+                                               if k not in ("models", "n_jobs", "joblib_backend")},
+                                  "cache_key": cache.manifest.get("cache_key"), "seed": cfg.run.seed,
+                                  "poolings": poolings})
     # loky (the default) is joblib's own default, so it is not forced: estimators that prefer
     # threads keep them (a forest's trees release the GIL; in loky processes the per-label
     # forests fitted in 92 s instead of 51 s on GoEmotions). Any other backend is forced.
@@ -109,6 +116,12 @@ def run_classify(cfg: Config) -> Path:
             if name in models.MULTI_LABEL_ONLY and not data.multi_label:
                 logger.warning("classify: skipping %s: it is a multi-label strategy and this data is single-label",
                                name)
+                continue
+            entry = progress.done(name)
+            if entry is not None:
+                results[name] = entry
+                P_test = np.load(scores_path(run_dir, name, "test"), allow_pickle=False)
+                test_preds[name] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
                 continue
             sel = select(name, data, ccfg, cfg.run.seed, poolings)
             c, est = sel.candidate, sel.model
@@ -136,13 +149,14 @@ def run_classify(cfg: Config) -> Path:
             test_preds[name] = (P["test"], predict_labels(P["test"], data.problem_type,
                                                           ccfg.threshold if thr is None else thr))
             dim = data.X[c.feature_set]["train"].shape[1] if c.feature_set else None
-            save_model(est, run_dir, name, {
+            model_file = save_model(est, run_dir, name, {
                 "model": name, "feature_set": c.feature_set, "input": c.input_kind, "hidden_size": dim,
                 "model_id": cache.manifest.get("model_id"), "model_revision": cache.manifest.get("model_revision"),
                 "max_length": cache.manifest.get("max_length"), "cache_key": cache.manifest.get("cache_key"),
                 "label_names": names, "problem_type": data.problem_type, "params": c.params,
                 "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr]})
             results[name] = entry
+            progress.record(name, entry, model_file)
             tuned = entry["test"]["tuned"]
             logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
                         tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
@@ -167,6 +181,7 @@ def run_classify(cfg: Config) -> Path:
     write_json_atomic(run_dir / "classify.config.json", cfg.to_dict())
     out = run_dir / METRICS_NAME
     write_json_atomic(out, metrics)
+    progress.finish()
     logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,
                 comparisons.get("best"), time.perf_counter() - t0)
     return out

@@ -12,9 +12,8 @@ import pytest
 
 from analysis import errors, interactive, results
 from analysis.html import esc, heatmap, table, value_cell
-from extract.config import SearchSection
 from analysis.wandb_log import flatten_metrics, resolve_mode
-from extract.config import ClassifySection, ConfigError, ProbekitError, load_config
+from extract.config import ClassifySection, ConfigError, ProbekitError, SearchSection, load_config
 
 LABELS = ["a", "b", "c"]
 

@@ -84,7 +84,8 @@ def test_one_column_per_label(tmp_path):
     d = tmp_path / "cols"
     d.mkdir()
     for split in ("train", "validation", "test"):
-        write_jsonl(d / f"{split}.jsonl", [{"text": "a", "toxic": 1, "insult": 0}, {"text": "b", "toxic": 1, "insult": 1}])
+        write_jsonl(d / f"{split}.jsonl",
+                    [{"text": "a", "toxic": 1, "insult": 0}, {"text": "b", "toxic": 1, "insult": 1}])
     ds = load(data_cfg(d, "data.label_fields=['toxic','insult']"))
     assert ds.label_names == ["toxic", "insult"] and ds.problem_type == "multi_label"
     assert ds.splits["train"].y.tolist() == [[1, 0], [1, 1]]
@@ -155,7 +156,8 @@ def test_missing_data_dir_says_how_to_give_it():
 def test_two_labels_in_single_label_data(toy_single):
     write_jsonl(toy_single / "test.jsonl", [{"text": "x", "labels": ["joy", "fear"]}])
     with pytest.raises(DataError, match="2 labels in a single_label dataset"):
-        load(data_cfg(toy_single, "data.problem_type='single_label'", "data.label_names=['anger','fear','joy','sadness']"))
+        load(data_cfg(toy_single, "data.problem_type='single_label'",
+                      "data.label_names=['anger','fear','joy','sadness']"))
 
 
 def test_missing_text_value(toy_single):

@@ -33,7 +33,7 @@ SPLITS = ("train", "validation", "test")
 LONG_TEXT = ("happy day " * 10_000)[:100_000]
 SPECIAL_TEXTS = ["", " ", "\t \n", "\u200b", "\u202eevil\u202c", "\u2066rtl\u2069", "שלום עולם", "مرحبا", "😀🔥👍🏽",
                  "\ufeffbom inside", "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "NaN", "null",
-                 "e\u0301\u0301", "a\u00a0b", "line\u2028sep", LONG_TEXT]
+                 "e\u0301\u0301", "a\u00a0b", "line\u2028sep", "\"", "say \"hi\", twice", LONG_TEXT]
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -62,10 +62,11 @@ def write_split(path: Path, rows, fmt: str, bom: bool, crlf: bool) -> None:
     end = "\r\n" if crlf else "\n"
     if fmt == "jsonl":
         body = "".join(json.dumps({"text": t, "labels": y}, ensure_ascii=False) + end for t, y in rows)
+    elif fmt == "tsv":  # no quoting at all: a '"' in a text is just a character (csv.writer would refuse it)
+        body = "".join(f"{t}\t{','.join(map(str, y))}{end}" for t, y in [("text", ["labels"]), *rows])
     else:
         buf = io.StringIO()
-        kw = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": None} if fmt == "tsv" else {}
-        w = csv.writer(buf, lineterminator=end, **kw)
+        w = csv.writer(buf, lineterminator=end)
         w.writerow(["text", "labels"])
         for t, y in rows:
             w.writerow([t, ",".join(map(str, y))])

@@ -13,8 +13,7 @@ import pytest
 from conftest import ROOT, make_config, write_fake_cache
 
 from analysis.search import PARAMS, main, parse_trial, run_search, search_path
-from extract.config import SearchSection
-from extract.config import ConfigError
+from extract.config import ConfigError, SearchSection
 
 
 @pytest.fixture
