@@ -62,8 +62,9 @@ def test_each_trial_is_an_offline_wandb_run_in_one_group(cfg, tmp_path, monkeypa
     wandb.teardown()  # flush the service's writes before reading the run files
     run_dirs = sorted((cfg.run_dir / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 2 and sorted(Path(t["wandb_run_dir"]) for t in result["trials"]) == run_dirs
-    for k, run_dir in enumerate(run_dirs):
-        record = next(run_dir.glob("*.wandb")).read_bytes()
+    # (folder names sort by start second and then a random id: take each trial's own folder)
+    for k, trial in enumerate(result["trials"]):
+        record = next(Path(trial["wandb_run_dir"]).glob("*.wandb")).read_bytes()
         assert b"demo-search" in record  # the group every trial shares
         assert b"validation/macro_f1" in record and b"class_weight" in record
         assert f"demo-search-00{k}".encode() in record
