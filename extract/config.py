@@ -29,7 +29,7 @@ CLASSIFIERS = (
     "tfidf_logreg",  # TF-IDF word 1..n-grams of the raw texts + logistic regression
     "logreg", "random_forest",  # on the cached features
     "random_forest_ovr", "logreg_chain",  # multi-label strategies: one forest per label; a classifier chain
-    "hybrid_logreg",  # TF-IDF and standardised embeddings in one logistic regression
+    "hybrid_logreg",  # late fusion: tfidf_logreg's log-odds + emb_weight x logreg's (weight chosen on validation)
     "sgd_stream",  # SGDClassifier.partial_fit over memory-mapped features: data larger than memory
 )
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -209,7 +209,7 @@ class ClassifySection:
     rf_class_weight: tuple = ("none",)  # none, balanced, balanced_subsample
     rf_max_samples: float = 0.0  # >0: each tree sees this fraction of train (faster on big data)
     tfidf_C: tuple = (1.0, 4.0, 16.0)  # tfidf_logreg and hybrid_logreg: inverse L2 strength
-    hybrid_emb_weight: tuple = (0.1, 0.3)  # hybrid_logreg: weight of the standardised embeddings
+    hybrid_emb_weight: tuple = (0.25, 0.5, 0.75, 1.0)  # hybrid_logreg: weight of the features model's log-odds
     tfidf_ngram_max: int = 2  # word n-grams 1..n
     tfidf_min_df: int = 2
     tfidf_max_features: int = 200_000
