@@ -15,7 +15,9 @@ is scored once, with bootstrap intervals and a paired comparison against the bes
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,20 +70,37 @@ def load_data(cfg: Config):
     return cache, poolings, data
 
 
-def _backend(cfg: ClassifySection) -> str:
-    """The joblib backend; dask and ray register themselves when installed."""
+@contextlib.contextmanager
+def _backend(cfg: ClassifySection):
+    """The joblib backend's name, with what it needs running; dask and ray come from their packages.
+
+    dask: the Dask client already open in this process, else a client of the scheduler at
+    ``DASK_SCHEDULER_ADDRESS`` (dask's own setting), else a local cluster started for this run.
+    """
     name = cfg.joblib_backend
+    client = None
     try:
         if name == "ray":
             from ray.util.joblib import register_ray
 
             register_ray()
         elif name == "dask":
-            import distributed  # noqa: F401  (registers the "dask" joblib backend)
+            import distributed  # registers the "dask" joblib backend
     except ImportError:
         extra = {"ray": "ray", "dask": "'dask[distributed]'"}[name]
         raise ProbekitError(f"[classify] joblib_backend={name!r} needs: pip install {extra}") from None
-    return name
+    if name == "dask":
+        try:
+            distributed.get_client()
+        except ValueError:  # no client yet
+            client = distributed.Client(processes=False) if not os.environ.get("DASK_SCHEDULER_ADDRESS") \
+                else distributed.Client()
+            logger.info("classify: joblib on dask, scheduler %s", client.scheduler.address)
+    try:
+        yield name
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _block(data: Data, split: str, P: np.ndarray, thresholds, cfg: ClassifySection) -> dict:
@@ -110,8 +129,8 @@ def run_classify(cfg: Config) -> Path:
     # loky (the default) is joblib's own default, so it is not forced: estimators that prefer
     # threads keep them (a forest's trees release the GIL; in loky processes the per-label
     # forests fitted in 92 s instead of 51 s on GoEmotions). Any other backend is forced.
-    backend = _backend(ccfg)
-    with parallel_config(**({} if backend == "loky" else {"backend": backend}), n_jobs=ccfg.n_jobs):
+    with _backend(ccfg) as backend, parallel_config(**({} if backend == "loky" else {"backend": backend}),
+                                                    n_jobs=ccfg.n_jobs):
         for name in ccfg.models:
             if name in models.MULTI_LABEL_ONLY and not data.multi_label:
                 logger.warning("classify: skipping %s: it is a multi-label strategy and this data is single-label",

@@ -218,7 +218,9 @@ class ClassifySection:
     n_bootstrap: int = 1000  # test resamples for intervals and paired comparisons; 0 = none
     ci_level: float = 0.95
     n_jobs: int = -1  # joblib workers; -1 = every core
-    joblib_backend: str = "loky"  # loky, threading, or a registered backend such as dask or ray
+    # loky, threading, dask (pip install 'dask[distributed]': the open Dask client, else the scheduler at
+    # DASK_SCHEDULER_ADDRESS, else a local cluster for the run) or ray (pip install ray)
+    joblib_backend: str = "loky"
 
     def __post_init__(self):
         if not self.models:

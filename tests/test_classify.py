@@ -155,6 +155,23 @@ def test_missing_joblib_backend_names_the_install(tmp_path):
         run_classify(cfg)
 
 
+def test_dask_backend_fits_the_same_models(tmp_path, monkeypatch):
+    """joblib on dask: a local cluster started for the run (no scheduler address set), same results."""
+    pytest.importorskip("distributed")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    scores = {}
+    for backend in ("loky", "dask"):
+        cfg = make_config(tmp_path / backend, *FAST, "classify.n_jobs=2", f"classify.joblib_backend='{backend}'")
+        write_fake_cache(cfg.run_dir)
+        metrics = json.loads(run_classify(cfg).read_text())
+        scores[backend] = {n: m["test"]["tuned"]["macro_auc"] for n, m in metrics["models"].items()}
+    assert scores["dask"] == scores["loky"]
+    import distributed
+
+    with pytest.raises(ValueError):
+        distributed.get_client()  # the cluster started for the run was closed with it
+
+
 def test_models_subset(tmp_path):
     cfg = make_config(tmp_path, *FAST, "classify.models=['dummy', 'logreg']")
     write_fake_cache(cfg.run_dir)
