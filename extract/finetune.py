@@ -489,6 +489,6 @@ def predict_texts(run_dir: str | Path, texts: list[str], device: str = "auto") -
     enc = tokenizer(texts, truncation=True, max_length=params["max_length"])
     rows = [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
     amp = params.get("amp_dtype", "float32") if device.startswith("cuda") else "float32"
-    P = predict_rows(model, rows, DataCollatorWithPadding(tokenizer), entry["config"]["eval_batch_size"], device,
-                     amp, multi)
+    batch = entry.get("config", {}).get("eval_batch_size", 64)
+    P = predict_rows(model, rows, DataCollatorWithPadding(tokenizer), batch, device, amp, multi)
     return P, entry
