@@ -29,10 +29,16 @@ DEFAULT_CONFIG = "configs/demo.toml"
 
 def _extract(cfg) -> None:
     _need_torch("extract")
+    from extract.cache import MANIFEST_NAME, features_dir
     from extract.encode import run_extract
 
+    manifest = features_dir(cfg.run_dir) / MANIFEST_NAME
+    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
     out = run_extract(cfg)
-    if cfg.report.wandb:
+    if before is not None and before == manifest.stat().st_mtime_ns:
+        # the cache was reused as it was: its W&B run was logged when it was built
+        logger.info("extract: W&B: nothing new to log (the cache's run was logged when it was built)")
+    elif cfg.report.wandb:
         from analysis.wandb_log import log_extract
 
         log_extract(cfg, out)

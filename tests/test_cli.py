@@ -94,3 +94,24 @@ def test_predict_without_a_run(tmp_path):
 def test_predict_needs_texts(tmp_path):
     r = probekit("predict", "--run", str(tmp_path))
     assert_one_line_error(r, "nothing to predict")
+
+
+def test_a_warm_rerun_reuses_the_cache_and_logs_no_second_wandb_run(tmp_path, toy_data, tiny_encoder, monkeypatch):
+    pytest.importorskip("torch")
+    from extract.cli import main
+
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["extract", "--data", str(toy_data), "--artifacts", str(tmp_path / "a"),
+            "--set", f"encoder.model={str(tiny_encoder)!r}", "--set", "data.label_names_file='labels.txt'"]
+    assert main(args) == 0
+    manifest = tmp_path / "a" / "demo" / "features" / "manifest.json"
+    built = manifest.read_bytes()
+    assert main(args) == 0
+    assert manifest.read_bytes() == built  # reused as it was
+    import wandb
+
+    wandb.teardown()
+    runs = list((tmp_path / "a" / "demo" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # the rerun had nothing new to log
