@@ -53,12 +53,13 @@ def best_model(models: dict) -> str:
                                           contenders[n]["validation"].get("macro_auc") or 0))
 
 
-def compare(models: dict, run_dir: str | Path, Y_test: np.ndarray, problem_type: str, cfg: ClassifySection,
-            seed: int) -> dict:
+def compare_predictions(models: dict, test_preds: dict, Y_test: np.ndarray, cfg: ClassifySection,
+                        seed: int) -> dict:
     """Bootstrap intervals for every model (written into its ``test.ci``) and P(best beats other).
 
-    Test scores are read from ``<run>/scores/<model>.test.npy``; one set of resamples of the
-    test rows is shared by every model, so the comparison is paired.
+    Args:
+        test_preds: model -> (test probabilities, test 0/1 predictions). One set of resamples
+            of the test rows is shared by every model, so the comparison is paired.
     """
     best = best_model(models)
     out = {"best": best, "chosen_by": SELECTION_METRIC, "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level,
@@ -67,20 +68,28 @@ def compare(models: dict, run_dir: str | Path, Y_test: np.ndarray, problem_type:
         return out
     W = bootstrap.resample_weights(len(Y_test), cfg.n_bootstrap, seed)
     boots = {}
+    for name, (P, Yhat) in test_preds.items():
+        boots[name] = bootstrap.bootstrap_metrics(Y_test, P, Yhat, W)
+        models[name]["test"]["ci"] = {m: bootstrap.interval(boots[name][m], cfg.ci_level) for m in bootstrap.METRICS}
+    for name in boots:
+        if name != best:
+            diff = boots[best]["macro_f1"] - boots[name]["macro_f1"]
+            out["p_better"][name] = float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
+    return out
+
+
+def compare(models: dict, run_dir: str | Path, Y_test: np.ndarray, problem_type: str, cfg: ClassifySection,
+            seed: int) -> dict:
+    """:func:`compare_predictions` on every model's test scores as saved in ``<run>/scores/``."""
+    test_preds = {}
     for name, entry in models.items():
         path = scores_path(run_dir, name, "test")
         P = np.load(path, allow_pickle=False)
         if P.shape != Y_test.shape:
             raise ProbekitError(f"{path}: shape {P.shape}, the test labels are {Y_test.shape}; "
                                 f"the scores of {name!r} are stale: rerun the stage that made them.")
-        Yhat = predict_labels(P, problem_type, model_threshold(entry))
-        boots[name] = bootstrap.bootstrap_metrics(Y_test, P, Yhat, W)
-        entry["test"]["ci"] = {m: bootstrap.interval(boots[name][m], cfg.ci_level) for m in bootstrap.METRICS}
-    for name in boots:
-        if name != best:
-            diff = boots[best]["macro_f1"] - boots[name]["macro_f1"]
-            out["p_better"][name] = float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
-    return out
+        test_preds[name] = (P, predict_labels(P, problem_type, model_threshold(entry)))
+    return compare_predictions(models, test_preds, Y_test, cfg, seed)
 
 
 def merge_model(run_dir: str | Path, name: str, entry: dict, Y_test: np.ndarray, label_names: list[str],

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 from joblib import parallel_config
-from sklearn.metrics import confusion_matrix
 
-from classify import bootstrap, models
+from classify import models
 from classify.checkpoint import Progress
-from classify.compare import carry_finetuned, model_threshold
-from classify.metrics import predict_labels, score
+from classify.compare import METRICS_SCHEMA_VERSION, carry_finetuned, compare_predictions, model_threshold, split_block
+from classify.metrics import predict_labels
 from classify.persist import save_model
 from classify.select import SELECTION_METRIC, Data, select
 from extract.cache import METRICS_NAME, SCORES_DIRNAME, features_dir, read_cache, scores_path, write_json_atomic
@@ -37,7 +36,6 @@ from extract.config import ClassifySection, Config, ProbekitError
 
 logger = logging.getLogger(__name__)
 
-METRICS_SCHEMA_VERSION = 2
 SPLITS = ("train", "validation", "test")
 
 
@@ -103,16 +101,6 @@ def _backend(cfg: ClassifySection):
             client.close()
 
 
-def _block(data: Data, split: str, P: np.ndarray, thresholds, cfg: ClassifySection) -> dict:
-    fixed = score(data.Y[split], P, data.problem_type, data.label_names, cfg.threshold)
-    tuned = dict(fixed) if thresholds is None else score(data.Y[split], P, data.problem_type, data.label_names,
-                                                         thresholds)
-    if not data.multi_label:
-        fixed["confusion_matrix"] = confusion_matrix(data.Y[split].argmax(1), P.argmax(1),
-                                                     labels=range(len(data.label_names))).tolist()
-    return {**fixed, "tuned": tuned}
-
-
 def run_classify(cfg: Config) -> Path:
     """Select, fit, score and save every configured model; return the path of metrics.json."""
     t0 = time.perf_counter()
@@ -159,8 +147,8 @@ def run_classify(cfg: Config) -> Path:
                 "feature_set": c.feature_set,
                 "input": c.input_kind,
                 "params": c.params,
-                "validation": _block(data, "validation", P["validation"], thr, ccfg),
-                "test": _block(data, "test", P["test"], thr, ccfg),
+                **{s: split_block(data.Y[s], P[s], data.problem_type, names, ccfg.threshold, thr)
+                   for s in ("validation", "test")},
                 "selection": {"metric": SELECTION_METRIC, "chosen": c.describe(),
                               "validation_score": sel.validation_score, "n_candidates": len(sel.grid),
                               "seconds": round(sel.seconds, 3), "grid": sel.grid},
@@ -182,7 +170,7 @@ def run_classify(cfg: Config) -> Path:
 
     carry_finetuned(run_dir, results, test_preds, data.Y["test"], data.problem_type,
                     cache.manifest.get("dataset_fingerprint"))
-    comparisons = _compare(results, test_preds, data, ccfg, cfg.run.seed)
+    comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run": cfg.run.name,
@@ -203,27 +191,6 @@ def run_classify(cfg: Config) -> Path:
     progress.finish()
     logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,
                 comparisons.get("best"), time.perf_counter() - t0)
-    return out
-
-
-def _compare(results: dict, test_preds: dict, data: Data, cfg: ClassifySection, seed: int) -> dict:
-    """Bootstrap intervals for every model; paired P(best beats other) on test macro-F1."""
-    contenders = {n: r for n, r in results.items() if n not in models.BASELINES} or results
-    best = max(contenders, key=lambda n: (contenders[n]["selection"]["validation_score"],
-                                          contenders[n]["validation"]["macro_auc"] or 0))
-    out = {"best": best, "chosen_by": SELECTION_METRIC, "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level,
-           "p_better": {}}
-    if cfg.n_bootstrap == 0:
-        return out
-    W = bootstrap.resample_weights(len(data.texts["test"]), cfg.n_bootstrap, seed)
-    boots = {}
-    for name, (P, Yhat) in test_preds.items():
-        boots[name] = bootstrap.bootstrap_metrics(data.Y["test"], P, Yhat, W)
-        results[name]["test"]["ci"] = {m: bootstrap.interval(boots[name][m], cfg.ci_level) for m in bootstrap.METRICS}
-    for name in boots:
-        if name != best:
-            diff = boots[best]["macro_f1"] - boots[name]["macro_f1"]
-            out["p_better"][name] = float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
     return out
 
 
