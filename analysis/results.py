@@ -158,20 +158,32 @@ def model_rows(metrics: dict, best: str) -> list[dict]:
 
 
 def verdict(metrics: dict) -> str:
-    """One plain sentence: do the encoder's features beat words (TF-IDF) here?"""
+    """Plain sentences: do the encoder's features beat words (TF-IDF) here, and what does
+    fine-tuning add over the best frozen-feature model (when the run has one)?"""
     models = metrics["models"]
+    f1 = lambda m: tuned(m.get("test", {})).get("macro_f1") or 0.0  # noqa: E731
     words = models.get("tfidf_logreg")
     frozen = {n: m for n, m in models.items() if m.get("input") == "features" and not is_baseline(n)}
-    if not words or not frozen:
-        return ""
-    f1 = lambda m: tuned(m.get("test", {})).get("macro_f1") or 0.0  # noqa: E731
-    best = max(frozen, key=lambda n: f1(frozen[n]))
-    a, b = f1(frozen[best]), f1(words)
-    if b > a:
-        return (f"Words beat the frozen encoder here: TF-IDF + logistic regression reaches test macro-F1 {b:.3f}, "
-                f"the best model on the encoder's features alone ({best}) {a:.3f}.")
-    return (f"The frozen encoder beats words here: {best} reaches test macro-F1 {a:.3f}, "
-            f"TF-IDF + logistic regression {b:.3f}.")
+    out = []
+    if words and frozen:
+        best = max(frozen, key=lambda n: f1(frozen[n]))
+        a, b = f1(frozen[best]), f1(words)
+        if b > a:
+            out.append(f"Words beat the frozen encoder here: TF-IDF + logistic regression reaches test macro-F1 "
+                       f"{b:.3f}, the best model on the encoder's features alone ({best}) {a:.3f}.")
+        else:
+            out.append(f"The frozen encoder beats words here: {best} reaches test macro-F1 {a:.3f}, "
+                       f"TF-IDF + logistic regression {b:.3f}.")
+    tuned_model = models.get("finetuned")
+    others = {n: m for n, m in models.items() if n != "finetuned" and not is_baseline(n)}
+    if tuned_model and others:
+        best = max(others, key=lambda n: f1(others[n]))
+        a, b = f1(tuned_model), f1(others[best])
+        epochs = len(tuned_model.get("history") or ()) or "?"
+        out.append(f"Fine-tuning ({epochs} epochs on {tuned_model.get('train_rows', '?')} train rows) reaches test "
+                   f"macro-F1 {a:.3f}, {'above' if a > b else 'below'} the best model without fine-tuning "
+                   f"({best}, {b:.3f}) by {abs(a - b):.3f}.")
+    return " ".join(out)
 
 
 def top_confusions(counts: np.ndarray, labels: list[str], support: np.ndarray, n: int = 8) -> list[dict]:

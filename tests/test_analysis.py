@@ -323,3 +323,18 @@ def test_analysis_imports_no_heavy_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_verdict_says_what_words_and_fine_tuning_add():
+    from analysis.results import verdict
+
+    def entry(f1, input_="features", **more):
+        return {"input": input_, "test": {"macro_f1": f1 / 2, "tuned": {"macro_f1": f1}}, **more}
+
+    metrics = {"models": {"dummy": entry(0.07), "tfidf_logreg": entry(0.45, "texts"), "logreg": entry(0.35),
+                          "hybrid_logreg": entry(0.47, "both")}}
+    assert verdict(metrics) == ("Words beat the frozen encoder here: TF-IDF + logistic regression reaches test "
+                                "macro-F1 0.450, the best model on the encoder's features alone (logreg) 0.350.")
+    metrics["models"]["finetuned"] = entry(0.52, "texts", history=[{}, {}, {}], train_rows=43410)
+    assert verdict(metrics).endswith("Fine-tuning (3 epochs on 43410 train rows) reaches test macro-F1 0.520, "
+                                     "above the best model without fine-tuning (hybrid_logreg, 0.470) by 0.050.")
