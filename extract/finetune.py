@@ -219,7 +219,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.cfg.run.seed + len(self.history))
         sampler = LengthGroupedSampler(ft.batch_size, lengths=[len(r["input_ids"]) for r in items],
                                        generator=generator)
-        loader = DataLoader(items, batch_size=ft.batch_size, sampler=sampler, collate_fn=self.collate)
+        loader = DataLoader(items, batch_size=ft.batch_size, sampler=sampler, collate_fn=self.collate,
+                            pin_memory=self.device.startswith("cuda"))  # pinned: the non-blocking copies overlap
         steps_per_epoch = math.ceil(len(loader) / ft.grad_accum)
         total = steps_per_epoch * epochs
         if ft.max_steps:
