@@ -31,19 +31,20 @@ from classify.compare import METRICS_SCHEMA_VERSION, carry_finetuned, compare_pr
 from classify.metrics import predict_labels
 from classify.persist import save_model
 from classify.select import SELECTION_METRIC, Data, select
-from extract.cache import METRICS_NAME, SCORES_DIRNAME, features_dir, read_cache, scores_path, write_json_atomic
+from extract.cache import (
+    METRICS_NAME,
+    SCORES_DIRNAME,
+    features_dir,
+    read_cache,
+    scores_path,
+    write_json_atomic,
+    write_scores,
+)
 from extract.config import ClassifySection, Config, ProbekitError
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    tmp.replace(path)
 
 
 def load_data(cfg: Config):
@@ -137,7 +138,7 @@ def run_classify(cfg: Config) -> Path:
             P = {"validation": sel.P_val, "test": models.predict_scores(est, data.inputs(c, "test"), len(names))}
             predict_s = time.perf_counter() - t
             for s, p in P.items():
-                _save_npy(scores_path(run_dir, name, s), p)
+                write_scores(run_dir, name, s, p)
             thr = sel.thresholds
             entry = {
                 "fit_seconds": round(sel.fit_seconds, 3),

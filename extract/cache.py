@@ -87,6 +87,17 @@ def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
     return Path(run_dir) / SCORES_DIRNAME / f"{model}.{split}.npy"
 
 
+def write_scores(run_dir: str | Path, model: str, split: str, P: np.ndarray) -> Path:
+    """Write :func:`scores_path` (temporary name, then rename: never half a file under the real name)."""
+    path = scores_path(run_dir, model, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, P, allow_pickle=False)
+    tmp.replace(path)
+    return path
+
+
 def cache_key(identity: dict) -> str:
     """Short stable hash of everything that determines the features."""
     blob = json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from classify.compare import merge_model, split_block
 from classify.thresholds import tune_thresholds
 from extract import data as data_mod
-from extract.cache import cache_key, scores_path, write_json_atomic
+from extract.cache import cache_key, scores_path, write_json_atomic, write_scores
 from extract.config import Config, ProbekitError
 from extract.encode import model_identity, pick_device, remote_code_error, resolve_model
 
@@ -56,6 +56,11 @@ SPLITS = ("train", "validation", "test")
 # config attributes that hold a dropout probability, across BERT-, DistilBERT- and RoBERTa-style models
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                 "seq_classif_dropout", "classifier_dropout")
+
+
+def label_matrix(y: np.ndarray, n_labels: int) -> np.ndarray:
+    """(n, n_labels) 0/1 labels from class ids (single-label) or the 0/1 matrix itself (multi-label)."""
+    return np.eye(n_labels, dtype=np.uint8)[y] if y.ndim == 1 else np.asarray(y, dtype=np.uint8)
 
 
 def finetuned_dir(run_dir: str | Path) -> Path:
@@ -167,7 +172,7 @@ class Trainer:
         self.model.to(device)
         self.collate = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8 if device != "cpu" else None)
         self.rows = {s: self._rows(ds.splits[s].texts) for s in SPLITS}
-        self.Y = {s: self._matrix(ds.splits[s].y) for s in SPLITS}
+        self.Y = {s: label_matrix(ds.splits[s].y, len(self.names)) for s in SPLITS}
         self.train_idx = np.arange(len(self.rows["train"]))
         if 0 < ft.max_train_rows < len(self.train_idx):
             rng = np.random.default_rng(cfg.run.seed)
@@ -181,9 +186,6 @@ class Trainer:
     def _is_head(self, name: str) -> bool:
         """Whether a parameter belongs to the head: new (not in the checkpoint) or outside the base model."""
         return name in self.new_params or not name.startswith(self.model.base_model_prefix + ".")
-
-    def _matrix(self, y: np.ndarray) -> np.ndarray:
-        return np.eye(len(self.names), dtype=np.uint8)[y] if y.ndim == 1 else np.asarray(y, dtype=np.uint8)
 
     def _rows(self, texts: list[str]) -> list[dict]:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
@@ -361,14 +363,6 @@ def run_key(cfg: Config, model_id: str, revision: str, ds) -> str:
                       "dataset_fingerprint": ds.fingerprints, "label_names": ds.label_names})
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    tmp.replace(path)
-
-
 def run_finetune(cfg: Config) -> Path:
     """Fine-tune, keep the best checkpoint, score it, add it to metrics.json; return the checkpoint folder."""
     import torch
@@ -387,8 +381,7 @@ def run_finetune(cfg: Config) -> Path:
     run_dir = cfg.run_dir
     out = finetuned_dir(run_dir)
     done = read_result(run_dir)
-    Y = {s: (np.eye(len(ds.label_names), dtype=np.uint8)[ds.splits[s].y] if ds.splits[s].y.ndim == 1
-             else ds.splits[s].y) for s in SPLITS}
+    Y = {s: label_matrix(ds.splits[s].y, len(ds.label_names)) for s in SPLITS}
     n_rows = {s: len(ds.splits[s].texts) for s in SPLITS}
     merge = dict(Y_test=Y["test"], label_names=ds.label_names, problem_type=ds.problem_type, n_rows=n_rows,
                  cfg=cfg.classify, seed=cfg.run.seed, run_name=cfg.run.name)
@@ -461,7 +454,7 @@ def run_finetune(cfg: Config) -> Path:
     staging.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     for s, p in P.items():
-        _save_npy(scores_path(run_dir, MODEL_NAME, s), p)
+        write_scores(run_dir, MODEL_NAME, s, p)
     merge_model(run_dir, MODEL_NAME, entry, **merge)
     tuned = blocks["test"]["tuned"]
     logger.info("finetune: best epoch %d; test macro-F1 %.3f, micro AUC %s, macro AUC %s; %.1f s per 1,000 "
