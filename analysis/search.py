@@ -94,19 +94,15 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
 
 
 def _log_trial(cfg: Config, trial: dict, model: str, group: str, manifest: dict, name: str | None) -> str | None:
-    from analysis.wandb_log import finish_run, start_run
+    from analysis.wandb_log import finish_run, wandb_run
 
-    run = start_run(cfg, "search", manifest, group=group, name=name,
-                    extra_config={"search_model": model, **trial["params"]})
-    if run is None:
-        return None
-    try:
+    with wandb_run(cfg, "search", manifest, group=group, name=name,
+                   extra_config={"search_model": model, **trial["params"]}) as run:
+        if run is None:
+            return None
         run.log({f"{split}/{key}": trial[f"{split}_{key}"] for split in ("validation", "test")
                  for key in ("macro_f1", "micro_f1", "macro_auc", "micro_auc") if trial[f"{split}_{key}"] is not None}
                 | {"fit_seconds": trial["fit_seconds"]})
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
     return finish_run(run)
 
 

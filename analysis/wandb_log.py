@@ -17,6 +17,7 @@ Texts in W&B tables are HTML-escaped like everywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -211,6 +212,20 @@ def _evidence_charts(wandb, ev: TestEvidence) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def wandb_run(cfg: Config, stage: str, manifest: dict | None = None, **kwargs):
+    """:func:`start_run` as a ``with`` block: yields the run, None when disabled. An exception
+    inside finishes the run as failed (exit code 1) and propagates; after a clean block the
+    caller returns ``finish_run(run)``."""
+    run = start_run(cfg, stage, manifest, **kwargs)
+    try:
+        yield run
+    except BaseException:
+        if run is not None:
+            run.finish(exit_code=1)
+        raise
+
+
 def finish_run(run) -> str:
     """Finish a W&B run; return its folder (offline: what `wandb sync` takes)."""
     run_dir = str(getattr(run, "sync_dir", "") or run.dir)
@@ -227,11 +242,10 @@ def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_ro
     Returns:
         The W&B run folder (offline: what ``wandb sync`` takes), or None when disabled.
     """
-    run = start_run(cfg, "report", manifest)
-    if run is None:
-        return None
-    wandb = _wandb()
-    try:
+    with wandb_run(cfg, "report", manifest) as run:
+        if run is None:
+            return None
+        wandb = _wandb()
         payload: dict = {**flatten_metrics(metrics), **_metric_tables(wandb, metrics, per_label_rows)}
         if evidence is not None:
             payload.update(_evidence_charts(wandb, evidence))
@@ -243,9 +257,6 @@ def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_ro
                                   metadata={"run": cfg.run.name, "models": list(metrics["models"])})
         artifact.add_file(str(report_html), name=Path(report_html).name)
         run.log_artifact(artifact)
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
     return finish_run(run)
 
 
@@ -261,11 +272,10 @@ def log_classify(cfg: Config, metrics_path: str | Path) -> str | None:
     metrics_path = Path(metrics_path)
     metrics = results.load_metrics(metrics_path.parent)
     cache = read_cache(features_dir(metrics_path.parent), verify=False)
-    run = start_run(cfg, "classify", cache.manifest)
-    if run is None:
-        return None
-    wandb = _wandb()
-    try:
+    with wandb_run(cfg, "classify", cache.manifest) as run:
+        if run is None:
+            return None
+        wandb = _wandb()
         best = results.choose_model(metrics)
         Y = cache.Y("test")
         P = np.asarray(results.load_scores(metrics_path.parent, best, "test", Y.shape))
@@ -279,9 +289,6 @@ def log_classify(cfg: Config, metrics_path: str | Path) -> str | None:
                                   metadata={"models": list(metrics["models"])})
         artifact.add_file(str(metrics_path), name=metrics_path.name)
         run.log_artifact(artifact)
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
     return finish_run(run)
 
 
@@ -294,18 +301,14 @@ def log_extract(cfg: Config, cache_dir: str | Path) -> str | None:
         return None
     cache = read_cache(cache_dir, verify=False)
     m = cache.manifest
-    run = start_run(cfg, "extract", m, extra_config={"manifest": {k: v for k, v in m.items() if k != "files"}})
-    if run is None:
-        return None
-    try:
+    with wandb_run(cfg, "extract", m, extra_config={"manifest": {k: v for k, v in m.items() if k != "files"}}) as run:
+        if run is None:
+            return None
         payload = {f"rows/{s}": n for s, n in m.get("splits", {}).items()}
         payload |= {f"truncated/{s}": n for s, n in (m.get("n_truncated") or {}).items()}
         payload |= {f"seconds/{s}": t for s, t in (m.get("extract_seconds") or {}).items()}
         payload["hidden_size"] = m.get("hidden_size")
         run.log({k: v for k, v in payload.items() if isinstance(v, (int, float))})
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
     return finish_run(run)
 
 
@@ -316,10 +319,9 @@ def log_finetune(cfg: Config, finetuned: str | Path) -> str | None:
     if resolve_mode(cfg) == "disabled":
         return None
     entry = json.loads((Path(finetuned) / "result.json").read_text(encoding="utf-8"))
-    run = start_run(cfg, "finetune", extra_config={"finetuned": entry["config"]})
-    if run is None:
-        return None
-    try:
+    with wandb_run(cfg, "finetune", extra_config={"finetuned": entry["config"]}) as run:
+        if run is None:
+            return None
         run.define_metric("epoch")
         for prefix in ("train/*", "validation/*"):
             run.define_metric(prefix, step_metric="epoch")
@@ -335,7 +337,4 @@ def log_finetune(cfg: Config, finetuned: str | Path) -> str | None:
                     run.summary[f"finetuned/{split}/{k}"] = v
         run.summary["best_epoch"] = entry["selection"]["chosen"]["epoch"]
         run.summary["seconds_per_1000_train_examples"] = entry["seconds_per_1000_train_examples"]
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
     return finish_run(run)

@@ -316,6 +316,21 @@ def test_wandb_offline_extract_and_classify_runs(tmp_path, monkeypatch):
     assert b"t-classify" in record and b"metrics.json" in record
 
 
+def test_wandb_run_finishes_failed_on_an_exception_and_reraises(tmp_path, monkeypatch):
+    from analysis.wandb_log import wandb_run
+
+    _wandb_env(monkeypatch, tmp_path)
+    codes = []
+    with pytest.raises(RuntimeError, match="boom"), wandb_run(make_cfg(tmp_path), "report") as run:
+        finish = run.finish  # the real one still runs, so the offline run is closed
+        monkeypatch.setattr(run, "finish", lambda exit_code=None: (codes.append(exit_code), finish(exit_code)))
+        raise RuntimeError("boom")
+    assert codes == [1]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with wandb_run(make_cfg(tmp_path), "report") as run:
+        assert run is None
+
+
 def test_analysis_imports_no_heavy_libraries():
     code = ("import sys, analysis.report, analysis.plots, analysis.wandb_log, analysis.search, analysis.browser; "
             "bad = [m for m in ('torch', 'transformers', 'datasets', 'wandb', 'umap') if m in sys.modules]; "
