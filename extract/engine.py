@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from extract.batching import Tokenized, aggregate_windows, pad_batch, plan_batches, tokenize
+from extract.fastpath import first_token_only, fused_last_layer
 from extract.pooling import PoolingSpec, needs_hidden_states, pool_batch
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Extractor:
         for p in self.poolings:
             p.resolve(self.n_layers)  # a layer the model does not have fails here, before any work
         self.need_hidden_states = needs_hidden_states(self.poolings)
+        # Only the last layer's [CLS] is read: a fused last layer computes that row alone.
+        self.first_token_only = (all(p.token == "cls" and p.layers == (-1,) for p in self.poolings)
+                                 and fused_last_layer(model) is not None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.cuda = str(device).startswith("cuda")
         self.overlap = self.cuda if overlap is None else overlap
@@ -166,8 +170,9 @@ class Extractor:
 
     def _forward(self, ids, mask, full: bool) -> dict:
         # A batch of equal lengths (common once sorted) needs no mask: attention skips building one.
-        out = self.model(input_ids=ids, attention_mask=None if full else mask,
-                         output_hidden_states=self.need_hidden_states)
+        with first_token_only(self.model, self.first_token_only):
+            out = self.model(input_ids=ids, attention_mask=None if full else mask,
+                             output_hidden_states=self.need_hidden_states)
         states = out.hidden_states if self.need_hidden_states else (out.last_hidden_state,)
         return pool_batch(self.poolings, states, mask, self.n_layers)
 

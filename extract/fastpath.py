@@ -13,10 +13,16 @@ matching layer (in eval mode, on the CPU) with one that runs
 and keeps Hugging Face's LayerNorm modules. Layers of another shape are left alone, and
 nothing is fused unless a check on the first layer reproduces its original output.
 Same weights, same math: the features move by float rounding only (~1e-6 in float32).
+
+When every pooling reads only the last layer's [CLS] vector, :func:`first_token_only`
+lets the last layer compute just that row: keys and values for every token, then the
+query, attention, output and feed-forward of position 0 alone, which skips about 5/6 of
+that layer's work (a seventh of a 6-layer model's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types
 
@@ -56,6 +62,8 @@ def _fused_forward(layer, att, out_att, inter, out, heads: int, scaling: float):
     w_o, b_o, ln_1 = out_att.dense.weight, out_att.dense.bias, out_att.LayerNorm
     w_i, b_i = inter.dense.weight, inter.dense.bias
     w_2, b_2, ln_2 = out.dense.weight, out.dense.bias, out.LayerNorm
+    d = w_o.shape[0]
+    w_q, b_q, w_kv, b_kv = w_qkv[:d], b_qkv[:d], w_qkv[d:], b_qkv[d:]
 
     # float32 matmuls: MKL's sgemm is a little faster than oneDNN's; bfloat16 ones go to oneDNN
     # anyway, where the fused bias saves a pass.
@@ -65,7 +73,23 @@ def _fused_forward(layer, att, out_att, inter, out, heads: int, scaling: float):
         def qkv_linear(x, w, b):
             return linear_pw(x, w, b, "none", [], "")
 
+    def first_token(hidden_states, attention_mask):
+        """The layer's output at position 0 only, as (b, 1, d)."""
+        b, n, d = hidden_states.shape
+        kv = qkv_linear(hidden_states.reshape(b * n, d), w_kv, b_kv).view(b, n, 2, heads, d // heads)
+        kv = kv.permute(2, 0, 3, 1, 4)
+        x0 = hidden_states[:, 0].contiguous()
+        q = qkv_linear(x0, w_q, b_q).view(b, heads, 1, d // heads)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1]  # the query row of position 0
+        a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=attention_mask, scale=scaling).reshape(b, d)
+        h = ln_1(linear_pw.binary(a, x0, w_o, b_o, "add"))
+        i = linear_pw(h, w_i, b_i, "gelu", [], "none")
+        return ln_2(linear_pw.binary(i, h, w_2, b_2, "add")).view(b, 1, d)
+
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        if getattr(self, "probekit_first_token_only", False):
+            return first_token(hidden_states, attention_mask)
         b, n, d = hidden_states.shape
         x = hidden_states.reshape(b * n, d)
         qkv = qkv_linear(x, w_qkv, b_qkv).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
@@ -100,13 +124,47 @@ def fuse_encoder_layers(model, device: str) -> int:
         with torch.inference_mode():
             want = [first(x, None), first(x, mask)]
             got = [fused(x, None), fused(x, mask)]
+            first.probekit_first_token_only = True
+            want += [w[:, :1] for w in want]
+            got += [fused(x, None), fused(x, mask)]
     except RuntimeError as e:  # an op this build lacks
         logger.info("extract: the fused layer does not run here (%s); keeping the model's own", str(e)[:120])
         return 0
+    finally:
+        first.probekit_first_token_only = False
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     if not all(torch.allclose(g.float(), w.float(), atol=tol, rtol=tol) for g, w in zip(got, want)):
         logger.info("extract: the fused layer does not reproduce the model's; keeping the model's own")
         return 0
     for layer, p in found:
         layer.forward = _fused_forward(layer, *p)
+        layer.probekit_fused = True
     return len(found)
+
+
+def fused_last_layer(model):
+    """The model's last encoder layer (whose output is ``last_hidden_state``) when it is fused, else None."""
+    import torch
+
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        return None
+    return layers[-1] if getattr(layers[-1], "probekit_fused", False) else None
+
+
+@contextlib.contextmanager
+def first_token_only(model, on: bool = True):
+    """Within the block, the model's fused last layer returns position 0 only ((b, 1, d)).
+
+    For a forward whose caller reads nothing but ``last_hidden_state[:, 0]``; a model with
+    no fused last layer runs unchanged.
+    """
+    layer = fused_last_layer(model) if on else None
+    if layer is None:
+        yield
+        return
+    layer.probekit_first_token_only = True
+    try:
+        yield
+    finally:
+        layer.probekit_first_token_only = False

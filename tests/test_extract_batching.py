@@ -180,6 +180,29 @@ def test_fused_cpu_layers_give_the_model_s_own_features(tiny_encoder):
                    "probekit_fused_layers", 0) == 0  # quantised Linear layers are not fused
 
 
+def test_cls_only_runs_the_last_layer_on_position_0_alone(tiny_encoder):
+    pytest.importorskip("torch")
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder, make_extractor
+
+    texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
+    enc = EncoderSection(model=str(tiny_encoder), dtype="float32", fuse_layers=False)
+    want = make_extractor(enc, *load_encoder(enc, str(tiny_encoder), True, "cpu"), "cpu").encode(texts)[0]["cls"]
+    enc = EncoderSection(model=str(tiny_encoder), dtype="float32")
+    tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+    shapes = []
+    model.encoder.layer[-1].register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
+    ex = make_extractor(enc, tokenizer, model, "cpu", poolings=["cls"])
+    ex.max_tokens = 40  # padded batches: position 0's row of the attention mask is used
+    got = ex.encode(texts)[0]["cls"]
+    assert ex.first_token_only and shapes and all(s[1] == 1 for s in shapes)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    shapes.clear()  # another pooling reads every position: the last layer computes them all
+    make_extractor(enc, tokenizer, model, "cpu", poolings=["cls", "mean"]).encode(texts)
+    assert shapes and any(s[1] > 1 for s in shapes)
+    assert not getattr(model.encoder.layer[-1], "probekit_first_token_only", False)  # reset after the pass
+
+
 def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     torch = pytest.importorskip("torch")
     from extract.config import EncoderSection
