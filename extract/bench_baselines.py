@@ -5,11 +5,16 @@
   ``set_format("torch")``, then a second batched ``map`` running the model under
   ``torch.no_grad()`` and keeping the [CLS] vector;
 * sentence-transformers' ``encode`` with its defaults (length-sorted batches of 32);
-* this machine's fp32 matmul peak, the yardstick of the achieved GFLOP/s.
+* this machine's fp32 matmul peak, the yardstick of the achieved GFLOP/s, measured two
+  ways: the fastest single 2048 x 2048 matmul (a burst, as short as 50 ms) and the rate of
+  back-to-back matmuls over a second and a half (sustained, closer to the timed runs,
+  which last seconds; on these shared machines the burst is 10-20% higher).
 
 Useful FLOPs count real tokens only: 2 x (weights of every Linear layer but the pooler)
 per token, plus the attention products (4 x hidden_size x n_layers per pair of tokens
-of a text). Padding is work, not useful work.
+of a text). Padding is work, not useful work. When only the last layer's [CLS] is read,
+probekit's last layer computes that row alone; :func:`flop_counter` also counts those
+executed FLOPs, so the report shows both.
 """
 
 from __future__ import annotations
@@ -39,8 +44,26 @@ def peak_fp32_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def sustained_fp32_gflops(n: int = 2048, seconds: float = 1.5) -> float:
+    """The fp32 GFLOP/s of back-to-back n x n matmuls for `seconds`, with torch's current threads."""
+    import torch
+
+    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        torch.mm(a, b, out=out)
+        count += 1
+    return 2 * n ** 3 * count / elapsed / 1e9
+
+
 def flop_counter(model):
-    """A function: token lengths -> useful forward FLOPs of those texts (no padding)."""
+    """A function: (token lengths, first_token_only) -> forward FLOPs of those texts (no padding).
+
+    With ``first_token_only`` the last layer counts keys and values for every token and the
+    rest (query, attention output, feed-forward) for position 0 only, as
+    ``extract.fastpath.first_token_only`` runs it.
+    """
     import torch
 
     linear = sum(m.weight.numel() for name, m in model.named_modules()
@@ -49,11 +72,17 @@ def flop_counter(model):
         linear = sum(m.weight().numel() for name, m in model.named_modules()
                      if hasattr(m, "weight") and callable(m.weight) and "pooler" not in name)
     cfg = model.config
-    per_pair = 4 * cfg.hidden_size * cfg.num_hidden_layers
+    d, layers = cfg.hidden_size, cfg.num_hidden_layers
+    last = linear / layers  # every layer has the same Linear weights
+    kv = 2 * d * d
 
-    def count(lengths: np.ndarray) -> float:
+    def count(lengths: np.ndarray, first_token_only: bool = False) -> float:
         lengths = np.asarray(lengths, dtype=np.float64)
-        return float(2 * linear * lengths.sum() + per_pair * (lengths ** 2).sum())
+        full = 2 * linear * lengths.sum() + 4 * d * layers * (lengths ** 2).sum()
+        if not first_token_only:
+            return float(full)
+        saved = 2 * (last - kv) * (lengths - 1).sum() + 4 * d * (lengths ** 2 - lengths).sum()
+        return float(full - saved)
 
     return count
 

@@ -10,7 +10,9 @@ matching layer (in eval mode, on the CPU) with one that runs
 * oneDNN linears with the bias and the GELU, or the residual add, fused in
   (``torch.ops.mkldnn._linear_pointwise``, what ``torch.compile`` emits on CPU),
 
-and keeps Hugging Face's LayerNorm modules. Layers of another shape are left alone, and
+and keeps Hugging Face's LayerNorm modules. The matmuls run on row counts rounded up to a
+few steps (:func:`padded_rows`), so that oneDNN compiles a few kernels rather than one per
+batch shape. Layers of another shape are left alone, and
 nothing is fused unless a check on the first layer reproduces its original output.
 Same weights, same math: the features move by float rounding only (~1e-6 in float32).
 
@@ -52,6 +54,36 @@ def _parts(layer):
     return att, out_att, inter, out, heads, scaling
 
 
+def padded_rows(m: int) -> int:
+    """The row count a fused matmul runs with for m rows: the next of 32, 48, 64, 96, 128, 192, ...
+
+    oneDNN builds (JIT-compiles) a kernel for every new matmul shape, about 6 ms each here;
+    with length-sorted batches almost every batch has another row count, and on 4,000
+    GoEmotions texts building kernels took as long as running them. Rounding the rows up
+    to these steps leaves a few shapes (a full 2,048-token batch pads at most one text's
+    worth of rows); the extra rows are zeros whose results are dropped.
+    """
+    step = 32
+    while True:
+        if m <= step:
+            return step
+        if m <= step * 3 // 2:
+            return step * 3 // 2
+        step *= 2
+
+
+def _pad(t, rows: int):
+    """`t` as a (rows, d) matrix of its elements in row order (d: its last dim), zeros below."""
+    d = t.shape[-1] * (t.shape[-2] if t.dim() == 4 else 1)  # (b, n, heads, dh) -> rows of heads x dh
+    m = t.numel() // d
+    if m == rows and t.is_contiguous():
+        return t.view(rows, d)
+    out = t.new_empty(rows, d)
+    out[:m].view(t.shape).copy_(t)
+    out[m:].zero_()
+    return out
+
+
 def _fused_forward(layer, att, out_att, inter, out, heads: int, scaling: float):
     import torch
     import torch.nn.functional as F
@@ -76,28 +108,31 @@ def _fused_forward(layer, att, out_att, inter, out, heads: int, scaling: float):
     def first_token(hidden_states, attention_mask):
         """The layer's output at position 0 only, as (b, 1, d)."""
         b, n, d = hidden_states.shape
-        kv = qkv_linear(hidden_states.reshape(b * n, d), w_kv, b_kv).view(b, n, 2, heads, d // heads)
-        kv = kv.permute(2, 0, 3, 1, 4)
-        x0 = hidden_states[:, 0].contiguous()
-        q = qkv_linear(x0, w_q, b_q).view(b, heads, 1, d // heads)
+        m, r = b * n, padded_rows(b)
+        kv = qkv_linear(_pad(hidden_states.reshape(m, d), padded_rows(m)), w_kv, b_kv)[:m]
+        kv = kv.view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+        x0 = _pad(hidden_states[:, 0], r)
+        q = qkv_linear(x0, w_q, b_q)[:b].view(b, heads, 1, d // heads)
         if attention_mask is not None and attention_mask.dim() == 4:
             attention_mask = attention_mask[:, :, :1]  # the query row of position 0
-        a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=attention_mask, scale=scaling).reshape(b, d)
+        a = _pad(F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=attention_mask, scale=scaling)
+                 .transpose(1, 2), r)
         h = ln_1(linear_pw.binary(a, x0, w_o, b_o, "add"))
         i = linear_pw(h, w_i, b_i, "gelu", [], "none")
-        return ln_2(linear_pw.binary(i, h, w_2, b_2, "add")).view(b, 1, d)
+        return ln_2(linear_pw.binary(i, h, w_2, b_2, "add"))[:b].view(b, 1, d)
 
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
         if getattr(self, "probekit_first_token_only", False):
             return first_token(hidden_states, attention_mask)
         b, n, d = hidden_states.shape
-        x = hidden_states.reshape(b * n, d)
-        qkv = qkv_linear(x, w_qkv, b_qkv).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        m, r = b * n, padded_rows(b * n)
+        x = _pad(hidden_states.reshape(m, d), r)
+        qkv = qkv_linear(x, w_qkv, b_qkv)[:m].view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attention_mask, scale=scaling)
-        a = a.transpose(1, 2).reshape(b * n, d)
+        a = _pad(a.transpose(1, 2), r)
         h = ln_1(linear_pw.binary(a, x, w_o, b_o, "add"))  # dense(a) + x, one pass
         i = linear_pw(h, w_i, b_i, "gelu", [], "none")  # gelu(dense(h)), exact (erf) GELU
-        return ln_2(linear_pw.binary(i, h, w_2, b_2, "add")).view(b, n, d)
+        return ln_2(linear_pw.binary(i, h, w_2, b_2, "add"))[:m].view(b, n, d)
 
     return types.MethodType(forward, layer)
 

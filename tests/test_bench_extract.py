@@ -37,6 +37,10 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
         assert e["ratio_vs_book"] == pytest.approx(e["texts_per_s"] / r["book"]["texts_per_s"], rel=1e-2)
         assert len(e["seconds"]) == 2 and 0 <= e["padded_fraction"] < 1 and 0 <= e["test_macro_f1"] <= 1
     fp32 = r["probekit"]["float32"]
+    assert r["peak_fp32_gflops_sustained"] > 0
+    assert fp32["sustained_peak_fraction"] == pytest.approx(
+        fp32["peak_fraction"] * r["peak_fp32_gflops"] / r["peak_fp32_gflops_sustained"], rel=1e-2)
+    assert fp32["executed_peak_fraction"] < fp32["peak_fraction"]  # [CLS] only: the last layer ran one row a text
     assert fp32["max_abs_diff_vs_book"] < 1e-4 and fp32["min_cosine_vs_book"] > 0.99999  # the same [CLS] features
     assert r["probekit"]["int8"]["mean_abs_diff_vs_fp32"] > 0
     assert r["book"]["padded_fraction"] >= fp32["padded_fraction"]  # one batch padded to its longest text
@@ -60,3 +64,21 @@ def test_book_recipe_pads_each_thousand_to_its_longest():
 
     lengths = np.array([5] * 999 + [40] + [3] * 10)
     assert BookRecipe.padded_tokens(None, lengths) == 1000 * 40 + 10 * 3
+
+
+def test_flops_count_real_tokens_and_what_the_cls_only_last_layer_skips(tiny_encoder):
+    pytest.importorskip("torch")
+    from extract.bench_baselines import flop_counter
+
+    model = __import__("transformers").AutoModel.from_pretrained(str(tiny_encoder))
+    count = flop_counter(model)
+    d, inter, layers = 32, 37, 2
+    per_layer = 4 * d * d + 2 * d * inter  # query, key, value, output; two feed-forward matrices
+    lengths = np.array([1, 6])
+
+    def layer(n_rows: int, n_queries: int, n: int, kv_only_rows: int = 0) -> int:
+        return 2 * (per_layer * n_rows + 2 * d * d * kv_only_rows) + 4 * d * n_queries * n
+
+    full = sum(layers * layer(n, n, n) for n in lengths)
+    cls = sum((layers - 1) * layer(n, n, n) + layer(1, 1, n, kv_only_rows=n - 1) for n in lengths)
+    assert count(lengths) == full and count(lengths, first_token_only=True) == cls < full  # the pooler is not counted

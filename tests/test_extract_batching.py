@@ -203,6 +203,16 @@ def test_cls_only_runs_the_last_layer_on_position_0_alone(tiny_encoder):
     assert not getattr(model.encoder.layer[-1], "probekit_first_token_only", False)  # reset after the pass
 
 
+def test_fused_matmuls_run_on_few_row_counts():
+    from extract.fastpath import padded_rows
+
+    assert [padded_rows(m) for m in (1, 32, 33, 48, 49, 97, 2000, 2048, 2049)] == [
+        32, 32, 48, 48, 64, 128, 2048, 2048, 3072]
+    # a 2,048-token budget: every full batch of texts up to 128 tokens runs as 2,048 rows
+    assert {padded_rows((2048 // n) * n) for n in range(1, 129)} == {2048}
+    assert len({padded_rows(m) for m in range(1, 4097)}) == 15
+
+
 def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     torch = pytest.importorskip("torch")
     from extract.config import EncoderSection
