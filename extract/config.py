@@ -480,15 +480,18 @@ def _build_section(section: str, values: dict) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split ``section.key=value``; the value is a Python literal, or a bare string."""
+    """Split ``section.key=value``; the value is a TOML value (as in the presets), a Python literal, or a bare string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set classify.logreg_C=0.5.")
     dotted, raw = text.split("=", 1)
     section, key = dotted.strip().split(".", 1)
     try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw  # a bare word such as --set encoder.device=cpu
+        value = tomllib.loads(f"v = {raw}")["v"]  # false, 0.5, "x", [1, 2]
+    except tomllib.TOMLDecodeError:
+        try:
+            value = ast.literal_eval(raw)  # False, None, (1, 2)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare word such as --set encoder.device=cpu
     return section, key, value
 
 

@@ -99,6 +99,13 @@ def test_parse_override_needs_section_and_key():
         parse_override("C=3")
 
 
+def test_override_values_are_written_as_in_toml_or_python():
+    values = [parse_override(f"a.b={raw}")[2] for raw in
+              ("false", "False", "0.5", "'x'", '"x"', "[0.03, 0.3]", "cpu", "('a', 'b')", "bert-base-uncased")]
+    assert values == [False, False, 0.5, "x", "x", [0.03, 0.3], "cpu", ("a", "b"), "bert-base-uncased"]
+    assert load_config(None, ["report.wandb=false"]).report.wandb is False
+
+
 def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
