@@ -288,7 +288,9 @@ class BenchSection:
     data: str = "auto"
     goemotions_dir: str = "../shared/data/goemotions"  # relative paths: from the project root
     n_texts: int = 4000  # the first n_texts train texts are timed
-    repeats: int = 3  # interleaved rounds of every method; each method's fastest round is reported
+    # interleaved rounds of every method; each method's fastest round is reported (on shared 2-core
+    # machines one round of the same method can take twice as long as another)
+    repeats: int = 5
     # probekit variants: float32, bfloat16, float16, auto (the default dtype), int8 (CPU dynamic quantisation)
     dtypes: tuple = ("float32", "auto", "int8")
     baselines: tuple = ("book", "sentence_transformers")
