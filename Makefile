@@ -18,8 +18,12 @@ COLUMN ?=
 MODEL ?=
 FORMAT ?= table
 
+# bench-extract reads GoEmotions' layout unless CONFIG is given on the command line
+BENCH_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/goemotions-local.toml)
+
 BIN := $(VENV)/bin
-ARGS = --config $(CONFIG) $(if $(DATA),--data $(DATA)) --artifacts $(ARTIFACTS) $(foreach s,$(SET),--set $(s))
+args = --config $(1) $(if $(DATA),--data $(DATA)) --artifacts $(ARTIFACTS) $(foreach s,$(SET),--set $(s))
+ARGS = $(call args,$(CONFIG))
 
 ## ---- pipeline ---------------------------------------------------------------
 
@@ -60,10 +64,11 @@ predict: $(VENV)/.extract
 
 ## ---- benchmarks (not tests: they time things) ------------------------------------
 
-## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table)
+## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table;
+##   DATA=<GoEmotions dir>, default ../shared/data/goemotions when present, else the demo data)
 .PHONY: bench-extract
 bench-extract: $(VENV)/.extract
-	$(BIN)/probekit bench-extract $(ARGS)
+	$(BIN)/probekit bench-extract $(call args,$(BENCH_CONFIG))
 
 ## ---- development -------------------------------------------------------------
 

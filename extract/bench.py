@@ -44,14 +44,18 @@ WARMUP_TEXTS = 128
 
 
 def bench_data(cfg: Config) -> DataSection:
-    """[bench] data: GoEmotions when asked for (auto) and present, else the run's [data]."""
+    """[bench] data: the run's [data]; with ``auto``, GoEmotions from ``goemotions_dir`` in place
+    of the demo data or of a local preset with no path, or the demo data when GoEmotions is absent."""
     b = cfg.bench
-    demo = cfg.data.source == "local" and Path(cfg.data.path).resolve() == (PROJECT_ROOT / "extract/demo").resolve()
+    local = cfg.data.source == "local"
+    demo = local and Path(cfg.data.path).resolve() == (PROJECT_ROOT / "extract/demo").resolve()
+    if b.data != "auto" or not (demo or (local and not cfg.data.path)):
+        return cfg.data
     ge = Path(b.goemotions_dir)
     ge = ge if ge.is_absolute() else PROJECT_ROOT / ge
-    if b.data == "auto" and demo and (ge / "train.tsv").is_file():
+    if (ge / "train.tsv").is_file():
         return load_config(PROJECT_ROOT / "configs/goemotions-local.toml", [f"data.path={str(ge)!r}"]).data
-    return cfg.data
+    return load_config(PROJECT_ROOT / "configs/demo.toml").data
 
 
 def _cosine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -167,7 +171,7 @@ def run_bench(cfg: Config) -> dict:
         "data": str(data_cfg.path), "model": enc.model, "max_length": enc.max_length, "pooling": enc.pooling,
         "max_batch_tokens": next(iter(extractors.values())).max_tokens, "torch": torch.__version__,
     }
-    out = cfg.run_dir / b.output
+    out = Path(cfg.run.artifacts) / b.output
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result)
     sys.stdout.write(format_table(result) + f"\nwritten: {out}\n")

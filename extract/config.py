@@ -296,7 +296,7 @@ class BenchSection:
     baselines: tuple = ("book", "sentence_transformers")
     f1_test_texts: int = 0  # test texts for the macro-F1 check; 0 = the whole test split, -1 = skip it
     rss: bool = True  # peak RSS of `probekit extract` on all the data vs a quarter of it, and a warm rerun
-    output: str = "bench_extract.json"  # written under <artifacts>/<run>/
+    output: str = "bench/extract.json"  # written under <artifacts>/ (relative) or where it says (absolute)
 
     def __post_init__(self):
         _choice("bench", "data", self.data, ("auto", "config"))
@@ -482,7 +482,7 @@ def _build_section(section: str, values: dict) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split ``section.key=value``; the value is a TOML value (as in the presets), a Python literal, or a bare string."""
+    """Split ``section.key=value``; the value is TOML (as in the presets), a Python literal, or a bare string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set classify.logreg_C=0.5.")
     dotted, raw = text.split("=", 1)

@@ -26,7 +26,7 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
 
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32', 'auto', 'int8']")
     r = run_bench(cfg)
-    assert r == json.loads((cfg.run_dir / "bench_extract.json").read_text())
+    assert r == json.loads((tmp_path / "artifacts/bench/extract.json").read_text())
     assert r["subset"]["n_texts"] == 20 and r["subset"]["real_tokens"] > 20 and r["peak_fp32_gflops"] > 0
     assert r["book"]["texts_per_s"] > 0 and r["sentence_transformers"]["texts_per_s"] > 0
     assert r["default_dtype"] in ("float32", "bfloat16")
@@ -45,7 +45,29 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
     assert r["probekit"]["int8"]["mean_abs_diff_vs_fp32"] > 0
     assert r["book"]["padded_fraction"] >= fp32["padded_fraction"]  # one batch padded to its longest text
     out = capsys.readouterr().out
-    assert "probekit float32" in out and "sentence_transformers" in out and "bench_extract.json" in out
+    assert "probekit float32" in out and "sentence_transformers" in out and "extract.json" in out
+
+
+def test_bench_data_is_goemotions_when_present_else_the_demo_data(tmp_path):
+    from extract.bench import bench_data
+    from extract.config import PROJECT_ROOT, load_config
+
+    ge = tmp_path / "goemotions"
+    ge.mkdir()
+    (ge / "train.tsv").write_text("a\t0\tid0\n")
+    demo = str(PROJECT_ROOT / "configs/demo.toml")
+    local = str(PROJECT_ROOT / "configs/goemotions-local.toml")
+
+    def data(config, *sets):
+        return bench_data(load_config(config, [f"bench.goemotions_dir={str(ge)!r}", *sets]))
+
+    for config in (demo, local):  # the demo data, or a GoEmotions preset with no path: GoEmotions
+        d = data(config)
+        assert (d.path, d.format, d.label_format) == (str(ge), "tsv", "ids_csv")
+    assert data(local, f"data.path={str(tmp_path)!r}").path == str(tmp_path)  # DATA=dir: that dir
+    assert data(demo, "bench.data='config'").path == load_config(demo).data.path
+    ge.joinpath("train.tsv").unlink()  # no GoEmotions: the demo data
+    assert data(local).path == data(demo).path == load_config(demo).data.path
 
 
 def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, toy_data, tiny_encoder):
