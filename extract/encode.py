@@ -182,7 +182,7 @@ def load_encoder(enc: EncoderSection, path: str, local: bool, device: str, dtype
         if enc.fuse_layers:
             from extract.fastpath import fuse_encoder_layers
 
-            model.probekit_fused_layers = fuse_encoder_layers(model, device)
+            model.probekit_fused_layers = fuse_encoder_layers(model, device, batch_tokens(enc, device, dtype))
     return tokenizer, model
 
 

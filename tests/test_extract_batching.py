@@ -228,3 +228,21 @@ def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     model.encoder.layer[1].intermediate.intermediate_act_fn = torch.nn.ReLU()
     assert fuse_encoder_layers(model, "cpu") == 1  # the layer whose activation is not GELU keeps its own
     assert fuse_encoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)), "cpu") == 0
+
+
+def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy():
+    torch = pytest.importorskip("torch")
+    from extract.fastpath import _packed, _pad
+
+    buf = torch.randn(48, 8)  # a fused layer's output: 40 real rows of 48
+    got = _pad(buf[:40].view(5, 8, 8), 48)
+    assert got.data_ptr() == buf.data_ptr() and got.shape == (48, 8)  # the buffer itself, no copy
+    for t in (torch.randn(5, 8, 8), buf[8:48].view(5, 8, 8), buf.view(6, 8, 8)[:5].transpose(1, 2)):
+        got = _pad(t, 48)  # not the head of a 48-row buffer: copied and zero-padded
+        assert got.data_ptr() != buf.data_ptr()
+        np.testing.assert_array_equal(got[:t.numel() // 8].numpy(), t.reshape(-1, 8).numpy())
+        assert not got[t.numel() // 8:].any()
+    w, b, x = torch.randn(16, 8), torch.randn(16), torch.randn(48, 8)
+    linear = torch.ops.mkldnn._linear_pointwise
+    np.testing.assert_allclose(linear(x, _packed(w, 48), b, "none", [], "").numpy(),
+                               torch.nn.functional.linear(x, w, b).numpy(), atol=1e-5)
