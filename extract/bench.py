@@ -8,7 +8,8 @@ times (a) the book's recipe, (b) sentence-transformers' ``encode``, (c) probekit
 of ``[bench] dtypes``, in ``repeats`` interleaved rounds (each method's fastest round
 counts). It reports texts/s, real tokens/s, the padded-token fraction, useful GFLOP/s as
 a fraction of this machine's fp32 matmul peak (burst and sustained, see
-``extract.bench_baselines``), speed ratios, the feature difference to
+``extract.bench_baselines``; and paired: each round over a peak timed just before it, as the
+machine is shared), speed ratios, the feature difference to
 the book's, test macro-F1 of logistic regression per dtype, and the peak RSS of
 ``probekit extract`` on all the data vs a quarter of it (``extract.bench_rss``). The
 table goes to stdout, the JSON to ``<artifacts>/<run>/<[bench] output>``. A benchmark,
@@ -107,16 +108,19 @@ def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np
     return methods, extractors
 
 
-def _time_rounds(methods: dict, texts: list[str], repeats: int) -> tuple[dict, dict, dict, dict]:
+def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float = 0.0) -> tuple:
     """Interleaved rounds, the order rotated each round.
 
-    Returns seconds per round, the first round's features, padded tokens, and the fp32
-    matmul peaks {"burst": ..., "sustained": ...} (each the best of a measurement before
-    every round and one after the last, as the timings are the best round).
+    Returns seconds per round, the first round's features, padded tokens, the fp32 matmul
+    peaks {"burst": ..., "sustained": ...} (each the best of a measurement before every
+    round and one after the last, as the timings are the best round), and per method the
+    sustained peak of `paired_s` seconds timed just before each of its rounds (empty lists
+    when `paired_s` is 0).
     """
     for fn in methods.values():  # warm-up: first-call costs are not the steady state
         fn(texts[:WARMUP_TEXTS])
     seconds: dict = {name: [] for name in methods}
+    paired: dict = {name: [] for name in methods}
     features, padded = {}, {}
     names = list(methods)
     peaks = {"burst": [], "sustained": []}
@@ -128,13 +132,15 @@ def _time_rounds(methods: dict, texts: list[str], repeats: int) -> tuple[dict, d
     for r in range(repeats):
         measure_peaks()
         for name in names[r % len(names):] + names[:r % len(names)]:
+            if paired_s:
+                paired[name].append(round(sustained_fp32_gflops(seconds=paired_s), 1))
             t = time.perf_counter()
             X, padded[name] = methods[name](texts)
             seconds[name].append(round(time.perf_counter() - t, 4))
             features.setdefault(name, X)
             logger.info("bench: round %d, %-24s %.2fs", r + 1, name, seconds[name][-1])
     measure_peaks()
-    return seconds, features, padded, {k: max(v) for k, v in peaks.items()}
+    return seconds, features, padded, {k: max(v) for k, v in peaks.items()}, paired
 
 
 def run_bench(cfg: Config) -> dict:
@@ -155,11 +161,11 @@ def run_bench(cfg: Config) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
     lengths = tokenize(tokenizer, texts, enc.max_length).lengths
     methods, extractors = _methods(cfg, path, local, dtypes, lengths)
-    seconds, features, padded, peaks = _time_rounds(methods, texts, b.repeats)
+    seconds, features, padded, peaks, paired = _time_rounds(methods, texts, b.repeats, b.paired_peak_s)
     count = flop_counter(load_encoder(enc, path, local, "cpu")[1])
     executed = {d: count(lengths, ex.first_token_only) for d, ex in extractors.items()}
     result = summarise(len(texts), lengths, peaks, seconds, padded, features, count(lengths), default, dtypes,
-                       executed)
+                       executed, paired)
     if b.f1_test_texts >= 0 and "float32" in extractors:
         _add_f1(cfg, ds, result, extractors, features)
     if b.rss:
@@ -180,13 +186,17 @@ def run_bench(cfg: Config) -> dict:
 
 
 def summarise(n_texts: int, lengths: np.ndarray, peaks: dict, seconds: dict, padded: dict, features: dict,
-              flops: float, default: str, dtypes: list[str], executed: dict | None = None) -> dict:
+              flops: float, default: str, dtypes: list[str], executed: dict | None = None,
+              paired: dict | None = None) -> dict:
     """The JSON of the timing part (see README, "Performance").
 
     Args:
         peaks: fp32 matmul GFLOP/s, {"burst": ..., "sustained": ...}.
         flops: the useful FLOPs of the texts (the model's forward on real tokens).
         executed: per dtype, the FLOPs probekit ran when fewer (its last layer on [CLS] alone).
+        paired: per method, the sustained peak timed just before each of its rounds; each
+            round's useful GFLOP/s over its own peak, the median of the rounds, is
+            ``paired_peak_fraction``.
     """
     real = int(lengths.sum())
     peak, sustained = peaks["burst"], peaks["sustained"]
@@ -197,6 +207,9 @@ def summarise(n_texts: int, lengths: np.ndarray, peaks: dict, seconds: dict, pad
              "padded_fraction": round(1 - real / padded[name], 4), "gflops": round(flops / t / 1e9, 2),
              "peak_fraction": round(flops / t / 1e9 / peak, 4),
              "sustained_peak_fraction": round(flops / t / 1e9 / sustained, 4), "seconds": seconds[name]}
+        if (paired or {}).get(name):
+            e.update(paired_peak_gflops=paired[name], paired_peak_fraction=round(float(np.median(
+                [flops / s / 1e9 / p for s, p in zip(seconds[name], paired[name])])), 4))
         if executed_flops is not None and executed_flops < flops:
             e.update(executed_gflops=round(executed_flops / t / 1e9, 2),
                      executed_peak_fraction=round(executed_flops / t / 1e9 / peak, 4))
@@ -248,7 +261,7 @@ def _add_f1(cfg: Config, ds, result: dict, extractors: dict, features: dict) -> 
 def format_table(r: dict) -> str:
     """The benchmark as a plain-text table."""
     head = (f"{'method':<24}{'texts/s':>9}{'tokens/s':>10}{'padded':>8}{'GFLOP/s':>9}{'%peak':>7}{'%sust':>7}"
-            f"{'x book':>8}{'x ST':>7}{'max|d| book':>13}{'min cos':>9}{'F1':>8}")
+            f"{'%pair':>7}{'x book':>8}{'x ST':>7}{'max|d| book':>13}{'min cos':>9}{'F1':>8}")
     lines = [f"extraction benchmark: {r['subset']['n_texts']} texts, {r['subset']['real_tokens']} real tokens, "
              f"fp32 matmul peak {r['peak_fp32_gflops']:.0f} GFLOP/s (burst), "
              f"{r['peak_fp32_gflops_sustained']:.0f} sustained, default dtype {r['default_dtype']}", head]
@@ -259,7 +272,7 @@ def format_table(r: dict) -> str:
             return format(v, fmt).rjust(width) if isinstance(v, (int, float)) else "-".rjust(width)
         return (f"{name:<24}{f('texts_per_s', '.1f', 9)}{f('real_tokens_per_s', '.0f', 10)}"
                 f"{f('padded_fraction', '.1%', 8)}{f('gflops', '.1f', 9)}{f('peak_fraction', '.0%', 7)}"
-                f"{f('sustained_peak_fraction', '.0%', 7)}"
+                f"{f('sustained_peak_fraction', '.0%', 7)}{f('paired_peak_fraction', '.0%', 7)}"
                 f"{f('ratio_vs_book', '.2f', 8)}{f('ratio_vs_st', '.2f', 7)}{f('max_abs_diff_vs_book', '.1e', 13)}"
                 f"{f('min_cosine_vs_fp32', '.4f', 9)}{f('test_macro_f1', '.4f', 8)}")
 

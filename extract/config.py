@@ -296,13 +296,16 @@ class BenchSection:
     baselines: tuple = ("book", "sentence_transformers")
     f1_test_texts: int = 0  # test texts for the macro-F1 check; 0 = the whole test split, -1 = skip it
     rss: bool = True  # peak RSS of `probekit extract` on all the data vs a quarter of it, and a warm rerun
+    # seconds of back-to-back fp32 matmuls timed just before every method's run in every round
+    # (the paired peak: the same moment's machine, as it is shared); 0 = not measured
+    paired_peak_s: float = 1.0
     output: str = "bench/extract.json"  # written under <artifacts>/ (relative) or where it says (absolute)
 
     def __post_init__(self):
         _choice("bench", "data", self.data, ("auto", "config"))
-        if self.n_texts < 1 or self.repeats < 1 or self.f1_test_texts < -1:
+        if self.n_texts < 1 or self.repeats < 1 or self.f1_test_texts < -1 or self.paired_peak_s < 0:
             raise ConfigError(f"[bench] n_texts={self.n_texts} and repeats={self.repeats} must be >= 1, "
-                              f"f1_test_texts={self.f1_test_texts} >= -1.")
+                              f"f1_test_texts={self.f1_test_texts} >= -1, paired_peak_s={self.paired_peak_s} >= 0.")
         for d in self.dtypes:
             _choice("bench", "dtypes", d, ("float32", "bfloat16", "float16", "auto", "int8"))
         for b in self.baselines:

@@ -17,7 +17,7 @@ pytest.importorskip("sklearn")
 
 def _cfg(tmp_path, toy_data, tiny_encoder, *more):
     return make_config(tmp_path, *toy_overrides(toy_data, tiny_encoder), "bench.data='config'", "bench.n_texts=20",
-                       "bench.repeats=2", "bench.f1_test_texts=16", *more)
+                       "bench.repeats=2", "bench.f1_test_texts=16", "bench.paired_peak_s=0.05", *more)
 
 
 def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, tiny_encoder, capsys):
@@ -40,6 +40,10 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
     assert r["peak_fp32_gflops_sustained"] > 0
     assert fp32["sustained_peak_fraction"] == pytest.approx(  # the JSON rounds to 4 decimals
         fp32["gflops"] / r["peak_fp32_gflops_sustained"], rel=1e-2, abs=1e-4)
+    assert len(fp32["paired_peak_gflops"]) == 2 and min(fp32["paired_peak_gflops"]) > 0  # one per round
+    gflop = fp32["gflops"] * min(fp32["seconds"])  # the useful GFLOP of the texts
+    assert fp32["paired_peak_fraction"] == pytest.approx(np.median(  # each round over its own peak
+        [gflop / s / p for s, p in zip(fp32["seconds"], fp32["paired_peak_gflops"])]), rel=3e-2, abs=1e-4)
     assert fp32["executed_peak_fraction"] < fp32["peak_fraction"]  # [CLS] only: the last layer ran one row a text
     assert fp32["max_abs_diff_vs_book"] < 1e-4 and fp32["min_cosine_vs_book"] > 0.99999  # the same [CLS] features
     assert r["probekit"]["int8"]["mean_abs_diff_vs_fp32"] > 0
