@@ -13,8 +13,9 @@ matching layer (in eval mode, on the CPU) with one that runs
 
 and keeps Hugging Face's LayerNorm modules. The matmuls run on row counts rounded up to a
 few steps (:func:`padded_rows`), so that oneDNN compiles a few kernels rather than one per
-batch shape; a layer's padded output goes to the next layer as it is. Layers of another shape are left alone, and
-nothing is fused unless a check on the first layer reproduces its original output.
+batch shape; a layer's padded output goes to the next layer as it is. Layers of another
+shape are left alone, and nothing is fused unless a check on the first layer reproduces
+its original output.
 Same weights, same math: the features move by float rounding only (~1e-6 in float32).
 
 When every pooling reads only the last layer's [CLS] vector, :func:`first_token_only`
