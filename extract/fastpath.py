@@ -194,8 +194,8 @@ def fuse_encoder_layers(model, device: str, rows: int = 2048) -> int:
     if not all(torch.allclose(g.float(), w.float(), atol=tol, rtol=tol) for g, w in zip(got, want)):
         logger.info("extract: the fused layer does not reproduce the model's; keeping the model's own")
         return 0
-    for layer, p in found:
-        layer.forward = _fused_forward(layer, *p, rows=rows)
+    for layer, p in found:  # the first layer keeps the forward just checked (its weights laid out once)
+        layer.forward = fused if layer is first else _fused_forward(layer, *p, rows=rows)
         layer.probekit_fused = True
     return len(found)
 
