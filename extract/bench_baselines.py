@@ -121,7 +121,9 @@ class BookRecipe:
 
         ds = datasets.Dataset.from_dict({"text": texts})
         encoded = ds.map(tokenize, batched=True)
-        encoded.set_format("torch", columns=["input_ids", "attention_mask", "token_type_ids"])
+        # the book's columns, less those this tokenizer does not make (DistilBERT: no token_type_ids)
+        encoded.set_format("torch", columns=[c for c in ("input_ids", "attention_mask", "token_type_ids")
+                                             if c in encoded.column_names])
         hidden = encoded.map(extract_hidden_states, batched=True)
         return np.asarray(hidden.with_format("numpy")["hidden_state"], dtype=np.float32)
 

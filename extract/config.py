@@ -132,7 +132,7 @@ class EncoderSection:
     # CPUs with AMX or AVX512-BF16), else float32. Features are stored as float32 either way.
     dtype: str = "auto"
     quantize: str = "none"  # int8: dynamic int8 quantisation of the Linear layers (CPU only; moves features)
-    # CPU: run BERT-style layers (BERT, RoBERTa, MiniLM, ...) with fused query/key/value and
+    # CPU: run BERT-style layers (BERT, RoBERTa, MiniLM, DistilBERT, ...) with fused query/key/value and
     # oneDNN bias+GELU / residual fusions (extract/fastpath.py); same features to ~1e-6.
     fuse_layers: bool = True
     # The default pooling (X(split)) and others written from the same forward pass, so classify

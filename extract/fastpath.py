@@ -1,4 +1,4 @@
-"""A fused CPU forward for BERT-style encoder layers (BERT, RoBERTa, MiniLM, ...).
+"""A fused CPU forward for BERT-style encoder layers (BERT, RoBERTa, MiniLM, DistilBERT, ...).
 
 Hugging Face's layer runs three query/key/value matmuls, then adds biases, residuals and
 GELU as separate passes over memory. On a CPU those passes cost about as much as the
@@ -29,31 +29,63 @@ from __future__ import annotations
 import contextlib
 import logging
 import types
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
 
-def _parts(layer):
-    """The submodules a BERT-style layer has, or None when it is not one we can fuse."""
+class _Parts(NamedTuple):
+    """One encoder layer's pieces, whatever the family calls them (post-LayerNorm layout)."""
+
+    q: object  # the query, key, value and attention-output Linears
+    k: object
+    v: object
+    o: object
+    ln_1: object  # LayerNorm after attention + residual
+    ffn_in: object  # feed-forward Linears, exact GELU between them
+    ffn_out: object
+    ln_2: object  # LayerNorm after feed-forward + residual
+    act: object
+    heads: int
+    scaling: float
+    causal: bool
+
+
+def _bert_parts(layer) -> _Parts:
+    """BERT, RoBERTa, MiniLM, ELECTRA, ... (``layer.attention.self``, ``layer.intermediate``)."""
+    att, out_att, inter = layer.attention.self, layer.attention.output, layer.intermediate
+    return _Parts(att.query, att.key, att.value, out_att.dense, out_att.LayerNorm, inter.dense,
+                  layer.output.dense, layer.output.LayerNorm, getattr(inter, "intermediate_act_fn", None),
+                  int(att.num_attention_heads), float(att.scaling),
+                  bool(getattr(att, "is_causal", False) or getattr(layer, "add_cross_attention", False)))
+
+
+def _distilbert_parts(layer) -> _Parts:
+    """DistilBERT's ``TransformerBlock`` (``q_lin`` ... ``out_lin``, ``ffn.lin1``/``lin2``)."""
+    att, ffn = layer.attention, layer.ffn
+    return _Parts(att.q_lin, att.k_lin, att.v_lin, att.out_lin, layer.sa_layer_norm, ffn.lin1, ffn.lin2,
+                  layer.output_layer_norm, getattr(ffn, "activation", None), int(att.n_heads),
+                  float(att.scaling), bool(getattr(att, "is_causal", False)))
+
+
+def _parts(layer) -> _Parts | None:
+    """The pieces of a layer we can fuse, or None when it is not one."""
     import torch
 
-    try:
-        att, out_att = layer.attention.self, layer.attention.output
-        inter, out = layer.intermediate, layer.output
-        linears = (att.query, att.key, att.value, out_att.dense, inter.dense, out.dense)
-        norms = (out_att.LayerNorm, out.LayerNorm)
-        heads, scaling = int(att.num_attention_heads), float(att.scaling)
-    except AttributeError:
+    for family in (_bert_parts, _distilbert_parts):
+        try:
+            p = family(layer)
+            break
+        except AttributeError:
+            continue
+    else:
         return None
-    if not all(type(m) is torch.nn.Linear and m.bias is not None for m in linears):
+    if not all(type(m) is torch.nn.Linear and m.bias is not None for m in (p.q, p.k, p.v, p.o, p.ffn_in, p.ffn_out)):
         return None
-    if not all(type(m) is torch.nn.LayerNorm for m in norms):
+    if not all(type(m) is torch.nn.LayerNorm for m in (p.ln_1, p.ln_2)):
         return None
-    act = getattr(inter, "intermediate_act_fn", None)
-    exact_gelu = getattr(act, "act", None) is torch.nn.functional.gelu or act is torch.nn.functional.gelu
-    if not exact_gelu or getattr(layer, "add_cross_attention", False) or getattr(att, "is_causal", False):
-        return None
-    return att, out_att, inter, out, heads, scaling
+    exact_gelu = getattr(p.act, "act", None) is torch.nn.functional.gelu or p.act is torch.nn.functional.gelu
+    return p if exact_gelu and not p.causal else None
 
 
 def padded_rows(m: int) -> int:
@@ -108,19 +140,20 @@ def _packed(w, rows: int):
         return w
 
 
-def _fused_forward(layer, att, out_att, inter, out, heads: int, scaling: float, rows: int = 2048):
+def _fused_forward(layer, p: _Parts, rows: int = 2048):
     import torch
     import torch.nn.functional as F
 
     linear_pw = torch.ops.mkldnn._linear_pointwise
-    w_qkv = torch.cat([att.query.weight, att.key.weight, att.value.weight]).contiguous()
-    b_qkv = torch.cat([att.query.bias, att.key.bias, att.value.bias]).contiguous()
+    heads, scaling = p.heads, p.scaling
+    w_qkv = torch.cat([p.q.weight, p.k.weight, p.v.weight]).contiguous()
+    b_qkv = torch.cat([p.q.bias, p.k.bias, p.v.bias]).contiguous()
     d = w_qkv.shape[1]
     w_q, b_q, w_kv, b_kv = _packed(w_qkv[:d], 64), b_qkv[:d], _packed(w_qkv[d:], rows), b_qkv[d:]
     w_qkv = _packed(w_qkv, rows)
-    w_o, b_o, ln_1 = _packed(out_att.dense.weight, rows), out_att.dense.bias, out_att.LayerNorm
-    w_i, b_i = _packed(inter.dense.weight, rows), inter.dense.bias
-    w_2, b_2, ln_2 = _packed(out.dense.weight, rows), out.dense.bias, out.LayerNorm
+    w_o, b_o, ln_1 = _packed(p.o.weight, rows), p.o.bias, p.ln_1
+    w_i, b_i = _packed(p.ffn_in.weight, rows), p.ffn_in.bias
+    w_2, b_2, ln_2 = _packed(p.ffn_out.weight, rows), p.ffn_out.bias, p.ln_2
 
     def qkv_linear(x, w, b):
         return linear_pw(x, w, b, "none", [], "")
@@ -172,9 +205,8 @@ def fuse_encoder_layers(model, device: str, rows: int = 2048) -> int:
     if not found:
         return 0
     first, parts = found[0]
-    fused = _fused_forward(first, *parts, rows=rows)
-    d = parts[0].query.in_features
-    dtype = parts[0].query.weight.dtype
+    fused = _fused_forward(first, parts, rows=rows)
+    d, dtype = parts.q.in_features, parts.q.weight.dtype
     x = torch.randn(2, 5, d, generator=torch.Generator().manual_seed(0)).to(dtype)
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
     mask[1, :, :, 3:] = False
@@ -195,7 +227,7 @@ def fuse_encoder_layers(model, device: str, rows: int = 2048) -> int:
         logger.info("extract: the fused layer does not reproduce the model's; keeping the model's own")
         return 0
     for layer, p in found:  # the first layer keeps the forward just checked (its weights laid out once)
-        layer.forward = fused if layer is first else _fused_forward(layer, *p, rows=rows)
+        layer.forward = fused if layer is first else _fused_forward(layer, p, rows=rows)
         layer.probekit_fused = True
     return len(found)
 
@@ -204,10 +236,11 @@ def fused_last_layer(model):
     """The model's last encoder layer (whose output is ``last_hidden_state``) when it is fused, else None."""
     import torch
 
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
-        return None
-    return layers[-1] if getattr(layers[-1], "probekit_fused", False) else None
+    for stack in ("encoder", "transformer"):  # BERT-style, DistilBERT
+        layers = getattr(getattr(model, stack, None), "layer", None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers):
+            return layers[-1] if getattr(layers[-1], "probekit_fused", False) else None
+    return None
 
 
 @contextlib.contextmanager

@@ -115,6 +115,25 @@ def tiny_encoder(_tiny_encoder_dir, tmp_path) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_distilbert(_tiny_encoder_dir, tmp_path_factory) -> Path:
+    """A 2-layer, dim-32 DistilBERT with random weights and the tiny BERT's tokenizer (no
+    token_type_ids, as DistilBERT's own). Built once per session; tests only read it."""
+    pytest.importorskip("torch")
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    d = tmp_path_factory.mktemp("tiny-distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(_tiny_encoder_dir, model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                              max_position_embeddings=64)
+    DistilBertModel(config).eval().save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    assert "token_type_ids" not in AutoTokenizer.from_pretrained(d)("happy sad")
+    return d
+
+
 def make_config(tmp_path: Path, *overrides: str, preset: str | None = None):
     """A Config whose outputs land in tmp_path/artifacts."""
     from extract.config import load_config

@@ -108,3 +108,15 @@ def test_flops_count_real_tokens_and_what_the_cls_only_last_layer_skips(tiny_enc
     full = sum(layers * layer(n, n, n) for n in lengths)
     cls = sum((layers - 1) * layer(n, n, n) + layer(1, 1, n, kv_only_rows=n - 1) for n in lengths)
     assert count(lengths) == full and count(lengths, first_token_only=True) == cls < full  # the pooler is not counted
+
+
+def test_the_book_s_recipe_runs_a_distilbert_which_has_no_token_type_ids(tiny_distilbert):
+    import torch
+
+    from extract.bench_baselines import BookRecipe
+
+    book = BookRecipe(tiny_distilbert, 16)
+    texts = ["happy glad joy", "the sad movie was so very gloomy today", "a"]
+    with torch.inference_mode():  # one text at a time, no padding
+        want = [book.model(**book.tokenizer(t, return_tensors="pt")).last_hidden_state[0, 0].numpy() for t in texts]
+    np.testing.assert_allclose(book(texts), np.stack(want), atol=1e-5)

@@ -63,6 +63,21 @@ def test_run_extract_writes_the_cache_contract(tmp_path, toy_data, tiny_encoder)
     assert c.ids("validation")[0] == "r1-0"
 
 
+def test_a_distilbert_cache_is_fused_and_holds_its_own_cls_states(tmp_path, toy_data, tiny_distilbert):
+    cfg = make_config(tmp_path, *toy_overrides(toy_data, tiny_distilbert), "encoder.extra_poolings=[]",
+                      "encoder.dtype='float32'")
+    c = read_cache(run_extract(cfg))
+    assert c.manifest["fused_layers"] == 2 and c.manifest["cls_only_last_layer"] is True
+    texts = [json.loads(line)["text"] for line in (toy_data / "test.jsonl").read_text().splitlines()[:5]]
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_distilbert), AutoModel.from_pretrained(tiny_distilbert)
+    with torch.inference_mode():
+        for i, t in enumerate(texts):
+            ids = tokenizer(t, truncation=True, max_length=16, return_tensors="pt")
+            np.testing.assert_allclose(c.X("test")[i], model(**ids).last_hidden_state[0, 0].numpy(), atol=1e-5)
+
+
 def test_rerun_reuses_and_any_change_re_extracts(tmp_path, toy_data, tiny_encoder, caplog):
     base = toy_overrides(toy_data, tiny_encoder)
     cfg = make_config(tmp_path, *base)

@@ -158,11 +158,13 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
     assert not any(t.name == "probekit-pad" for t in threading.enumerate())
 
 
-def test_fused_cpu_layers_give_the_model_s_own_features(tiny_encoder):
+@pytest.mark.parametrize("family", ["tiny_encoder", "tiny_distilbert"])
+def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
     pytest.importorskip("torch")
     from extract.config import EncoderSection
     from extract.encode import load_encoder, make_extractor
 
+    tiny_encoder = request.getfixturevalue(family)  # a BERT, or a DistilBERT (other module names)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
     out = {}
     for fuse in (False, True):
@@ -180,18 +182,22 @@ def test_fused_cpu_layers_give_the_model_s_own_features(tiny_encoder):
                    "probekit_fused_layers", 0) == 0  # quantised Linear layers are not fused
 
 
-def test_cls_only_runs_the_last_layer_on_position_0_alone(tiny_encoder):
+@pytest.mark.parametrize("family", ["tiny_encoder", "tiny_distilbert"])
+def test_cls_only_runs_the_last_layer_on_position_0_alone(family, request):
     pytest.importorskip("torch")
     from extract.config import EncoderSection
     from extract.encode import load_encoder, make_extractor
+    from extract.fastpath import fused_last_layer
 
+    tiny_encoder = request.getfixturevalue(family)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32", fuse_layers=False)
     want = make_extractor(enc, *load_encoder(enc, str(tiny_encoder), True, "cpu"), "cpu").encode(texts)[0]["cls"]
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32")
     tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
-    shapes = []
-    model.encoder.layer[-1].register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
+    shapes, last = [], fused_last_layer(model)
+    assert last is (model.transformer if family == "tiny_distilbert" else model.encoder).layer[-1]
+    last.register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
     ex = make_extractor(enc, tokenizer, model, "cpu", poolings=["cls"])
     ex.max_tokens = 40  # padded batches: position 0's row of the attention mask is used
     got = ex.encode(texts)[0]["cls"]
@@ -200,7 +206,7 @@ def test_cls_only_runs_the_last_layer_on_position_0_alone(tiny_encoder):
     shapes.clear()  # another pooling reads every position: the last layer computes them all
     make_extractor(enc, tokenizer, model, "cpu", poolings=["cls", "mean"]).encode(texts)
     assert shapes and any(s[1] > 1 for s in shapes)
-    assert not getattr(model.encoder.layer[-1], "probekit_first_token_only", False)  # reset after the pass
+    assert not getattr(last, "probekit_first_token_only", False)  # reset after the pass
 
 
 def test_fused_matmuls_run_on_few_row_counts():
@@ -228,6 +234,12 @@ def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     model.encoder.layer[1].intermediate.intermediate_act_fn = torch.nn.ReLU()
     assert fuse_encoder_layers(model, "cpu") == 1  # the layer whose activation is not GELU keeps its own
     assert fuse_encoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)), "cpu") == 0
+    from transformers import DistilBertConfig, DistilBertModel
+
+    for act, n in (("gelu", 2), ("relu", 0)):  # DistilBERT's layers too, when their GELU is exact
+        small = DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=24, activation=act,
+                                 attn_implementation="sdpa")
+        assert fuse_encoder_layers(DistilBertModel(small).eval(), "cpu") == n
 
 
 def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy():

@@ -104,11 +104,14 @@ def test_same_seed_same_model_and_a_left_over_partial_folder_is_not_trusted(tmp_
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
-def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_single, tiny_encoder):
+@pytest.mark.parametrize("family", ["tiny_encoder", "tiny_distilbert"])
+def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_single, family, request):
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from extract.finetune import run_finetune
+
+    tiny_encoder = request.getfixturevalue(family)  # DistilBERT: another head (pre_classifier), no pooler
 
     cfg = _cfg(tmp_path, toy_single, tiny_encoder, "finetune.epochs=2", "finetune.head_epochs=2",
                "finetune.imbalance='pos_weight'", "finetune.head_lr=0.05", "finetune.dropout=0.0", multi=False)
@@ -117,8 +120,9 @@ def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_si
     base = AutoModel.from_pretrained(tiny_encoder)
     for name, p in base.state_dict().items():
         if "pooler" not in name:  # the pooler feeds the new head and is trained with it
-            torch.testing.assert_close(tuned.bert.state_dict()[name], p, msg=name)
-    assert tuned.config.problem_type == "single_label_classification" and tuned.config.hidden_dropout_prob == 0.0
+            torch.testing.assert_close(tuned.base_model.state_dict()[name], p, msg=name)
+    dropout = "dropout" if family == "tiny_distilbert" else "hidden_dropout_prob"
+    assert tuned.config.problem_type == "single_label_classification" and getattr(tuned.config, dropout) == 0.0
     metrics = json.loads((cfg.run_dir / "metrics.json").read_text())
     ft = metrics["models"]["finetuned"]
     assert ft["thresholds"] is None and "accuracy" in ft["test"] and len(ft["test"]["confusion_matrix"]) == 4
