@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +37,8 @@ from extract.bench_baselines import (
     sustained_fp32_gflops,
 )
 from extract.cache import write_json_atomic
-from extract.config import PROJECT_ROOT, Config, DataSection, load_config
-from extract.encode import cpu_threads, load_encoder, make_extractor, resolve_dtype, resolve_model
+from extract.config import PROJECT_ROOT, Config, DataSection, EncoderSection, ProbekitError, load_config
+from extract.encode import cpu_threads, load_encoder, make_extractor, pick_device, resolve_dtype, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +85,22 @@ def macro_f1(X_train, y_train, X_test, y_test, problem_type: str, seed: int = 0)
     return float(f1_score(y_test, pred, average="macro", zero_division=0))
 
 
-def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np.ndarray) -> tuple[dict, dict]:
+def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np.ndarray,
+             device: str = "cpu") -> tuple[dict, dict]:
     """name -> callable(texts) -> (X, padded tokens), for texts that are a prefix of the benchmark's;
     and dtype -> the probekit Extractor behind "probekit <dtype>"."""
     enc = cfg.encoder
     methods, extractors = {}, {}
     if "book" in cfg.bench.baselines:
-        book = BookRecipe(path, enc.max_length)
+        book = BookRecipe(path, enc.max_length, device)
         methods["book"] = lambda t: (book(t), book.padded_tokens(lengths[:len(t)]))
     if "sentence_transformers" in cfg.bench.baselines:
-        st = SentenceTransformersEncode(path)
+        st = SentenceTransformersEncode(path, device)
         methods["sentence_transformers"] = lambda t: (st(t), st.padded_tokens(t, lengths[:len(t)]))
     for d in dtypes:
         quantize = "int8" if d == "int8" else "none"
-        tok, model = load_encoder(enc, path, local, "cpu", "float32" if d == "int8" else d, quantize)
-        extractors[d] = ex = make_extractor(enc, tok, model, "cpu", poolings=[enc.pooling])
+        tok, model = load_encoder(enc, path, local, device, "float32" if d == "int8" else d, quantize)
+        extractors[d] = ex = make_extractor(enc, tok, model, device, poolings=[enc.pooling])
 
         def run(t, ex=ex):
             arrays, stats = ex.encode(t)
@@ -108,7 +110,38 @@ def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np
     return methods, extractors
 
 
-def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float = 0.0) -> tuple:
+def random_model(shape: str, out: Path, seed: int = 0) -> str:
+    """A model of transformers' default config for model type `shape`, with random weights
+    (seeded) and the packaged encoder's tokenizer (bert-base-uncased's vocabulary), saved in
+    `out`; a description for the report. No download: timing needs the shape, not the weights.
+    """
+    import inspect
+
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    try:
+        config = AutoConfig.for_model(shape)
+    except ValueError:
+        raise ProbekitError(f"[bench] model_shape={shape!r} is not a transformers model type; "
+                            "use e.g. 'distilbert' (distilbert-base-uncased's shape) or 'bert', or '' for "
+                            "[encoder] model.") from None
+    path, _ = resolve_model(EncoderSection())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    config.vocab_size = max(config.vocab_size, len(tokenizer))
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config).eval()
+    takes = inspect.signature(model.forward).parameters
+    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in takes]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, model_input_names=names)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return (f"{type(model).__name__}, {shape}'s default shape ({config.num_hidden_layers} layers, "
+            f"hidden {config.hidden_size}), random weights (seed {seed})")
+
+
+def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float = 0.0,
+                 device: str = "cpu") -> tuple:
     """Interleaved rounds, the order rotated each round.
 
     Returns seconds per round, the first round's features, padded tokens, the fp32 matmul
@@ -126,14 +159,14 @@ def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float 
     peaks = {"burst": [], "sustained": []}
 
     def measure_peaks():
-        peaks["burst"].append(peak_fp32_gflops())
-        peaks["sustained"].append(sustained_fp32_gflops())
+        peaks["burst"].append(peak_fp32_gflops(device=device))
+        peaks["sustained"].append(sustained_fp32_gflops(device=device))
 
     for r in range(repeats):
         measure_peaks()
         for name in names[r % len(names):] + names[:r % len(names)]:
             if paired_s:
-                paired[name].append(round(sustained_fp32_gflops(seconds=paired_s), 1))
+                paired[name].append(round(sustained_fp32_gflops(seconds=paired_s, device=device), 1))
             t = time.perf_counter()
             X, padded[name] = methods[name](texts)
             seconds[name].append(round(time.perf_counter() - t, 4))
@@ -145,23 +178,37 @@ def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float 
 
 def run_bench(cfg: Config) -> dict:
     """Run the benchmark; print the table, write and return the JSON."""
+    if not cfg.bench.model_shape:
+        return _run_bench(cfg)
+    with tempfile.TemporaryDirectory(prefix="probekit-bench-model-") as tmp:
+        described = random_model(cfg.bench.model_shape, Path(tmp), cfg.run.seed)
+        logger.info("bench: timing %s", described)
+        enc = dataclasses.replace(cfg.encoder, model=tmp)
+        return _run_bench(dataclasses.replace(cfg, encoder=enc), described)
+
+
+def _run_bench(cfg: Config, model: str | None = None) -> dict:
     import torch
     from transformers import AutoTokenizer
 
     b, enc = cfg.bench, cfg.encoder
+    device = pick_device(enc.device)
     data_cfg = bench_data(cfg)
     ds = data_mod.load(data_cfg)
     texts = ds.splits["train"].texts[:b.n_texts]
     torch.set_num_threads(cpu_threads(enc))
     path, local = resolve_model(enc)
-    default = resolve_dtype(dataclasses.replace(enc, quantize="none"), "cpu")
+    default = resolve_dtype(dataclasses.replace(enc, quantize="none"), device)
     dtypes = list(dict.fromkeys(default if d == "auto" else d for d in b.dtypes))
-    logger.info("bench: %d texts of %s, %d threads, probekit in %s, %d rounds", len(texts),
-                data_cfg.path, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
+    if device != "cpu" and "int8" in dtypes:
+        logger.info("bench: int8 dynamic quantisation is CPU-only; not timed on %s", device)
+        dtypes.remove("int8")
+    logger.info("bench: %d texts of %s on %s, %d threads, probekit in %s, %d rounds", len(texts),
+                data_cfg.path, device, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
     lengths = tokenize(tokenizer, texts, enc.max_length).lengths
-    methods, extractors = _methods(cfg, path, local, dtypes, lengths)
-    seconds, features, padded, peaks, paired = _time_rounds(methods, texts, b.repeats, b.paired_peak_s)
+    methods, extractors = _methods(cfg, path, local, dtypes, lengths, device)
+    seconds, features, padded, peaks, paired = _time_rounds(methods, texts, b.repeats, b.paired_peak_s, device)
     count = flop_counter(load_encoder(enc, path, local, "cpu")[1])
     executed = {d: count(lengths, ex.first_token_only) for d, ex in extractors.items()}
     result = summarise(len(texts), lengths, peaks, seconds, padded, features, count(lengths), default, dtypes,
@@ -173,9 +220,11 @@ def run_bench(cfg: Config) -> dict:
 
         result["rss"] = rss_report(cfg, data_cfg)
     result["conditions"] = {
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(), "rounds": b.repeats, "timing": "fastest of the interleaved rounds",
-        "data": str(data_cfg.path), "model": enc.model, "max_length": enc.max_length, "pooling": enc.pooling,
-        "max_batch_tokens": next(iter(extractors.values())).max_tokens, "torch": torch.__version__,
+        "data": str(data_cfg.path), "model": model or enc.model, "max_length": enc.max_length,
+        "pooling": enc.pooling, "max_batch_tokens": next(iter(extractors.values())).max_tokens,
+        "torch": torch.__version__,
     }
     out = Path(cfg.run.artifacts) / b.output
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +313,10 @@ def format_table(r: dict) -> str:
             f"{'%pair':>7}{'x book':>8}{'x ST':>7}{'max|d| book':>13}{'min cos':>9}{'F1':>8}")
     lines = [f"extraction benchmark: {r['subset']['n_texts']} texts, {r['subset']['real_tokens']} real tokens, "
              f"fp32 matmul peak {r['peak_fp32_gflops']:.0f} GFLOP/s (burst), "
-             f"{r['peak_fp32_gflops_sustained']:.0f} sustained, default dtype {r['default_dtype']}", head]
+             f"{r['peak_fp32_gflops_sustained']:.0f} sustained, default dtype {r['default_dtype']}"]
+    if "conditions" in r:
+        lines.append(f"model: {r['conditions']['model']}; device: {r['conditions']['device']}")
+    lines.append(head)
 
     def row(name: str, e: dict) -> str:
         def f(key, fmt, width):

@@ -29,30 +29,46 @@ logger = logging.getLogger(__name__)
 BOOK_MAP_BATCH = 1000  # Dataset.map's default batch_size
 
 
-def peak_fp32_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """The best fp32 GFLOP/s of an n x n matmul with torch's current threads."""
+PEAK_N = {"cpu": 2048, "cuda": 8192}  # the matmul size of the peak: a GPU needs a bigger one to be busy
+
+
+def _sync(device: str) -> None:
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def peak_fp32_gflops(n: int | None = None, repeats: int = 10, device: str = "cpu") -> float:
+    """The best fp32 GFLOP/s of an n x n matmul on `device` (CPU: with torch's current threads)."""
+    import torch
+
+    n = n or PEAK_N[device.split(":")[0]]
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
 
-def sustained_fp32_gflops(n: int = 2048, seconds: float = 1.5) -> float:
-    """The fp32 GFLOP/s of back-to-back n x n matmuls for `seconds`, with torch's current threads."""
+def sustained_fp32_gflops(n: int | None = None, seconds: float = 1.5, device: str = "cpu") -> float:
+    """The fp32 GFLOP/s of back-to-back n x n matmuls on `device` for `seconds`."""
     import torch
 
-    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    n = n or PEAK_N[device.split(":")[0]]
+    a, b, out = torch.randn(n, n, device=device), torch.randn(n, n, device=device), torch.empty(n, n, device=device)
     torch.mm(a, b, out=out)
+    _sync(device)
     count, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         torch.mm(a, b, out=out)
+        _sync(device)  # one at a time: the loop's clock sees each finish (a GPU queues them otherwise)
         count += 1
     return 2 * n ** 3 * count / elapsed / 1e9
 
@@ -90,14 +106,14 @@ def flop_counter(model):
 class BookRecipe:
     """The book's feature extraction, verbatim apart from max_length (for equal truncation)."""
 
-    def __init__(self, path: str, max_length: int):
+    def __init__(self, path: str, max_length: int, device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        self.max_length = max_length
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
+        self.max_length, self.device = max_length, device
 
     def padded_tokens(self, lengths: np.ndarray) -> int:
         """Every map batch of 1,000 texts is padded to its longest."""
@@ -114,7 +130,7 @@ class BookRecipe:
             return tokenizer(batch["text"], padding=True, truncation=True, max_length=self.max_length)
 
         def extract_hidden_states(batch):
-            inputs = {k: v for k, v in batch.items() if k in tokenizer.model_input_names}
+            inputs = {k: v.to(self.device) for k, v in batch.items() if k in tokenizer.model_input_names}
             with torch.no_grad():
                 last_hidden_state = model(**inputs).last_hidden_state
             return {"hidden_state": last_hidden_state[:, 0].cpu().numpy()}
@@ -131,10 +147,10 @@ class BookRecipe:
 class SentenceTransformersEncode:
     """``SentenceTransformer(path).encode(texts)`` with its defaults (its own pooling and normalisation)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
 
     def padded_tokens(self, texts: list[str], lengths: np.ndarray) -> int:
         """Its batches: 32 texts in order of decreasing character length, each padded to its longest."""

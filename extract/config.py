@@ -300,6 +300,10 @@ class BenchSection:
     # (the paired peak: the same moment's machine, as it is shared); 0 = not measured
     paired_peak_s: float = 1.0
     output: str = "bench/extract.json"  # written under <artifacts>/ (relative) or where it says (absolute)
+    # "" times [encoder] model. A transformers model type ("distilbert", "bert", "roberta", ...) times a
+    # model of that type's default shape ("distilbert": distilbert-base-uncased's) with seeded random
+    # weights and the packaged encoder's tokenizer: no download (timing only; its F1 means nothing).
+    model_shape: str = ""
 
     def __post_init__(self):
         _choice("bench", "data", self.data, ("auto", "config"))

@@ -120,3 +120,29 @@ def test_the_book_s_recipe_runs_a_distilbert_which_has_no_token_type_ids(tiny_di
     with torch.inference_mode():  # one text at a time, no padding
         want = [book.model(**book.tokenizer(t, return_tensors="pt")).last_hidden_state[0, 0].numpy() for t in texts]
     np.testing.assert_allclose(book(texts), np.stack(want), atol=1e-5)
+
+
+def test_a_named_model_shape_is_timed_with_random_weights_and_no_download(tmp_path, toy_data, tiny_encoder, capsys):
+    from extract.bench import run_bench
+
+    # distilbert: transformers' default DistilBertConfig, distilbert-base-uncased's shape
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32']", "bench.repeats=1",
+               "bench.baselines=['book']", "bench.f1_test_texts=-1", "bench.model_shape='distilbert'",
+               "bench.paired_peak_s=0")
+    r = run_bench(cfg)
+    assert r["conditions"]["model"].startswith("DistilBertModel, distilbert's default shape (6 layers, hidden 768)")
+    fp32 = r["probekit"]["float32"]
+    assert fp32["max_abs_diff_vs_book"] < 1e-4  # the book ran the same random model (no token_type_ids)
+    # 6 layers of 4 x 768^2 + 2 x 768 x 3072 weights: 2 FLOPs per weight per real token, plus attention
+    linear = 6 * (4 * 768 ** 2 + 2 * 768 * 3072)
+    assert r["useful_gflop"] == pytest.approx(2 * linear * r["subset"]["real_tokens"] / 1e9, rel=0.05)
+    assert "model: DistilBertModel" in capsys.readouterr().out
+
+
+def test_an_unknown_model_shape_is_one_line_naming_the_key(tmp_path, toy_data, tiny_encoder):
+    from extract.bench import run_bench
+    from extract.config import ProbekitError
+
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.model_shape='distilbret'")
+    with pytest.raises(ProbekitError, match=r"\[bench\] model_shape='distilbret' is not a transformers model type"):
+        run_bench(cfg)
