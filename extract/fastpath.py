@@ -140,17 +140,23 @@ def _packed(w, rows: int):
         return w
 
 
-def _fused_forward(layer, p: _Parts, rows: int = 2048):
+def _fused_forward(layer, p: _Parts, rows: int = 2048, first_token_weights: bool = True):
+    """The fused forward of `layer`, on copies of its weights laid out now.
+
+    `first_token_weights`: also lay out the query's and the keys'/values' weights apart, for
+    ``probekit_first_token_only`` (only the last layer, and the layer checked at load, need them).
+    """
     import torch
     import torch.nn.functional as F
 
     linear_pw = torch.ops.mkldnn._linear_pointwise
     heads, scaling = p.heads, p.scaling
-    w_qkv = torch.cat([p.q.weight, p.k.weight, p.v.weight]).contiguous()
+    w_qkv = _packed(torch.cat([p.q.weight, p.k.weight, p.v.weight]).contiguous(), rows)
     b_qkv = torch.cat([p.q.bias, p.k.bias, p.v.bias]).contiguous()
-    d = w_qkv.shape[1]
-    w_q, b_q, w_kv, b_kv = _packed(w_qkv[:d], 64), b_qkv[:d], _packed(w_qkv[d:], rows), b_qkv[d:]
-    w_qkv = _packed(w_qkv, rows)
+    d = p.q.in_features
+    b_q, b_kv = b_qkv[:d], b_qkv[d:]
+    split = ((_packed(p.q.weight.contiguous(), 64), _packed(torch.cat([p.k.weight, p.v.weight]).contiguous(), rows))
+             if first_token_weights else None)
     w_o, b_o, ln_1 = _packed(p.o.weight, rows), p.o.bias, p.ln_1
     w_i, b_i = _packed(p.ffn_in.weight, rows), p.ffn_in.bias
     w_2, b_2, ln_2 = _packed(p.ffn_out.weight, rows), p.ffn_out.bias, p.ln_2
@@ -162,6 +168,9 @@ def _fused_forward(layer, p: _Parts, rows: int = 2048):
         """The layer's output at position 0 only, as (b, 1, d)."""
         b, n, d = hidden_states.shape
         m, r = b * n, padded_rows(b)
+        if split is None:
+            raise RuntimeError("probekit: position 0 alone is computed by the last fused layer only")
+        w_q, w_kv = split
         kv = qkv_linear(_pad(hidden_states.reshape(m, d), padded_rows(m)), w_kv, b_kv)[:m]
         kv = kv.view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
         x0 = _pad(hidden_states[:, 0], r)
@@ -201,15 +210,19 @@ def fuse_encoder_layers(model, device: str, rows: int = 2048) -> int:
     if device != "cpu" or model.training or attn not in ("sdpa", "eager") or not hasattr(
             torch.ops.mkldnn, "_linear_pointwise"):
         return 0
-    found = [(m, p) for m in model.modules() if (p := _parts(m)) is not None]
+    found = [(m, p) for m in model.modules()
+             if not getattr(m, "probekit_fused", False) and (p := _parts(m)) is not None]
     if not found:
         return 0
+    last = _last_layer(model)
     first, parts = found[0]
     fused = _fused_forward(first, parts, rows=rows)
     d, dtype = parts.q.in_features, parts.q.weight.dtype
     x = torch.randn(2, 5, d, generator=torch.Generator().manual_seed(0)).to(dtype)
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
     mask[1, :, :, 3:] = False
+    if attn == "eager":  # its mask is added to the scores: 0 where a key is seen, the dtype's minimum where not
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
     try:
         with torch.inference_mode():
             want = [first(x, None), first(x, mask)]
@@ -227,20 +240,26 @@ def fuse_encoder_layers(model, device: str, rows: int = 2048) -> int:
         logger.info("extract: the fused layer does not reproduce the model's; keeping the model's own")
         return 0
     for layer, p in found:  # the first layer keeps the forward just checked (its weights laid out once)
-        layer.forward = fused if layer is first else _fused_forward(layer, p, rows=rows)
+        layer.forward = fused if layer is first else _fused_forward(layer, p, rows, first_token_weights=layer is last)
         layer.probekit_fused = True
     return len(found)
 
 
-def fused_last_layer(model):
-    """The model's last encoder layer (whose output is ``last_hidden_state``) when it is fused, else None."""
+def _last_layer(model):
+    """The model's last encoder layer (whose output is ``last_hidden_state``), or None."""
     import torch
 
     for stack in ("encoder", "transformer"):  # BERT-style, DistilBERT
         layers = getattr(getattr(model, stack, None), "layer", None)
         if isinstance(layers, torch.nn.ModuleList) and len(layers):
-            return layers[-1] if getattr(layers[-1], "probekit_fused", False) else None
+            return layers[-1]
     return None
+
+
+def fused_last_layer(model):
+    """The model's last encoder layer (whose output is ``last_hidden_state``) when it is fused, else None."""
+    layer = _last_layer(model)
+    return layer if getattr(layer, "probekit_fused", False) else None
 
 
 @contextlib.contextmanager

@@ -164,21 +164,21 @@ def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
     from extract.config import EncoderSection
     from extract.encode import load_encoder, make_extractor
 
-    tiny_encoder = request.getfixturevalue(family)  # a BERT, or a DistilBERT (other module names)
+    model_dir = request.getfixturevalue(family)  # a BERT, or a DistilBERT (other module names)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
     out = {}
     for fuse in (False, True):
-        enc = EncoderSection(model=str(tiny_encoder), dtype="float32", fuse_layers=fuse,
+        enc = EncoderSection(model=str(model_dir), dtype="float32", fuse_layers=fuse,
                              extra_poolings=("mean", "mean_last2_avg", "cls_layers0.1_concat"))
-        tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+        tokenizer, model = load_encoder(enc, str(model_dir), True, "cpu")
         assert getattr(model, "probekit_fused_layers", 0) == (2 if fuse else 0)
         ex = make_extractor(enc, tokenizer, model, "cpu")
         ex.max_tokens = 40  # padded batches: the attention mask goes through the fused layers too
         out[fuse] = ex.encode(texts)[0]
     for name in out[False]:
         np.testing.assert_allclose(out[True][name], out[False][name], atol=1e-5, err_msg=name)
-    enc = EncoderSection(model=str(tiny_encoder), quantize="int8")
-    assert getattr(load_encoder(enc, str(tiny_encoder), True, "cpu", "float32", "int8")[1],
+    enc = EncoderSection(model=str(model_dir), quantize="int8")
+    assert getattr(load_encoder(enc, str(model_dir), True, "cpu", "float32", "int8")[1],
                    "probekit_fused_layers", 0) == 0  # quantised Linear layers are not fused
 
 
@@ -189,12 +189,12 @@ def test_cls_only_runs_the_last_layer_on_position_0_alone(family, request):
     from extract.encode import load_encoder, make_extractor
     from extract.fastpath import fused_last_layer
 
-    tiny_encoder = request.getfixturevalue(family)
+    model_dir = request.getfixturevalue(family)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
-    enc = EncoderSection(model=str(tiny_encoder), dtype="float32", fuse_layers=False)
-    want = make_extractor(enc, *load_encoder(enc, str(tiny_encoder), True, "cpu"), "cpu").encode(texts)[0]["cls"]
-    enc = EncoderSection(model=str(tiny_encoder), dtype="float32")
-    tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+    enc = EncoderSection(model=str(model_dir), dtype="float32", fuse_layers=False)
+    want = make_extractor(enc, *load_encoder(enc, str(model_dir), True, "cpu"), "cpu").encode(texts)[0]["cls"]
+    enc = EncoderSection(model=str(model_dir), dtype="float32")
+    tokenizer, model = load_encoder(enc, str(model_dir), True, "cpu")
     shapes, last = [], fused_last_layer(model)
     assert last is (model.transformer if family == "tiny_distilbert" else model.encoder).layer[-1]
     last.register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape)))
@@ -240,6 +240,42 @@ def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
         small = DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=24, activation=act,
                                  attn_implementation="sdpa")
         assert fuse_encoder_layers(DistilBertModel(small).eval(), "cpu") == n
+    # eager attention (an additive float mask) too: the model's own output, padding included
+    small = DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=24, attn_implementation="eager")
+    eager = DistilBertModel(small).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    mask[1, 4:] = mask[2, 2:] = 0
+    with torch.inference_mode():
+        want = eager(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert fuse_encoder_layers(eager, "cpu") == 2
+        got = eager(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got[mask.bool()], want[mask.bool()], atol=1e-5, rtol=1e-5)
+
+
+def test_layers_are_fused_once_and_only_the_last_lays_out_its_query_apart():
+    torch = pytest.importorskip("torch")
+    from transformers import BertConfig, BertModel
+
+    from extract.fastpath import fuse_encoder_layers, fused_last_layer
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=24, attn_implementation="sdpa")
+    model = BertModel(config).eval()
+    assert fuse_encoder_layers(model, "cpu") == 3
+    forwards = [layer.forward for layer in model.encoder.layer]
+    assert fuse_encoder_layers(model, "cpu") == 0  # fused already: left as they are
+    assert [layer.forward for layer in model.encoder.layer] == forwards
+    x = torch.randn(2, 5, 16)
+    middle = model.encoder.layer[1]
+    middle.probekit_first_token_only = True  # position 0 alone is the last layer's job: its weights are not kept
+    with pytest.raises(RuntimeError, match="last fused layer only"), torch.inference_mode():
+        middle(x)
+    middle.probekit_first_token_only = False
+    last = fused_last_layer(model)
+    with torch.inference_mode():
+        full = last(x)
+        last.probekit_first_token_only = True
+        torch.testing.assert_close(last(x), full[:, :1], atol=1e-5, rtol=1e-5)
 
 
 def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy():

@@ -111,13 +111,12 @@ def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_si
 
     from extract.finetune import run_finetune
 
-    tiny_encoder = request.getfixturevalue(family)  # DistilBERT: another head (pre_classifier), no pooler
-
-    cfg = _cfg(tmp_path, toy_single, tiny_encoder, "finetune.epochs=2", "finetune.head_epochs=2",
+    model_dir = request.getfixturevalue(family)  # DistilBERT: another head (pre_classifier), no pooler
+    cfg = _cfg(tmp_path, toy_single, model_dir, "finetune.epochs=2", "finetune.head_epochs=2",
                "finetune.imbalance='pos_weight'", "finetune.head_lr=0.05", "finetune.dropout=0.0", multi=False)
     out = run_finetune(cfg)
     tuned = AutoModelForSequenceClassification.from_pretrained(out)
-    base = AutoModel.from_pretrained(tiny_encoder)
+    base = AutoModel.from_pretrained(model_dir)
     for name, p in base.state_dict().items():
         if "pooler" not in name:  # the pooler feeds the new head and is trained with it
             torch.testing.assert_close(tuned.base_model.state_dict()[name], p, msg=name)
