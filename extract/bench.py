@@ -34,10 +34,11 @@ from extract.bench_baselines import (
     SentenceTransformersEncode,
     flop_counter,
     peak_fp32_gflops,
+    random_model,
     sustained_fp32_gflops,
 )
 from extract.cache import write_json_atomic
-from extract.config import PROJECT_ROOT, Config, DataSection, EncoderSection, ProbekitError, load_config
+from extract.config import PROJECT_ROOT, Config, ConfigError, DataSection, load_config
 from extract.encode import cpu_threads, load_encoder, make_extractor, pick_device, resolve_dtype, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -110,36 +111,6 @@ def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np
     return methods, extractors
 
 
-def random_model(shape: str, out: Path, seed: int = 0) -> str:
-    """A model of transformers' default config for model type `shape`, with random weights
-    (seeded) and the packaged encoder's tokenizer (bert-base-uncased's vocabulary), saved in
-    `out`; a description for the report. No download: timing needs the shape, not the weights.
-    """
-    import inspect
-
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    try:
-        config = AutoConfig.for_model(shape)
-    except ValueError:
-        raise ProbekitError(f"[bench] model_shape={shape!r} is not a transformers model type; "
-                            "use e.g. 'distilbert' (distilbert-base-uncased's shape) or 'bert', or '' for "
-                            "[encoder] model.") from None
-    path, _ = resolve_model(EncoderSection())
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    config.vocab_size = max(config.vocab_size, len(tokenizer))
-    torch.manual_seed(seed)
-    model = AutoModel.from_config(config).eval()
-    takes = inspect.signature(model.forward).parameters
-    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in takes]
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, model_input_names=names)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return (f"{type(model).__name__}, {shape}'s default shape ({config.num_hidden_layers} layers, "
-            f"hidden {config.hidden_size}), random weights (seed {seed})")
-
-
 def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float = 0.0,
                  device: str = "cpu") -> tuple:
     """Interleaved rounds, the order rotated each round.
@@ -187,7 +158,20 @@ def run_bench(cfg: Config) -> dict:
         return _run_bench(dataclasses.replace(cfg, encoder=enc), described)
 
 
+def bench_dtypes(dtypes, default: str, device: str) -> list[str]:
+    """[bench] dtypes with ``auto`` resolved to `default`, once each; int8 (CPU-only) left out on a GPU."""
+    out = list(dict.fromkeys(default if d == "auto" else d for d in dtypes))
+    if device != "cpu" and "int8" in out:
+        logger.info("bench: int8 dynamic quantisation is CPU-only; not timed on %s", device)
+        out.remove("int8")
+        if not out:
+            raise ConfigError(f"[bench] dtypes={list(dtypes)} leaves nothing to time on {device} (int8 is "
+                              "CPU-only); add 'float32' or 'auto'.")
+    return out
+
+
 def _run_bench(cfg: Config, model: str | None = None) -> dict:
+    """The benchmark of cfg's encoder; `model`: what to call it in the report (default: [encoder] model)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -198,22 +182,23 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
     texts = ds.splits["train"].texts[:b.n_texts]
     torch.set_num_threads(cpu_threads(enc))
     path, local = resolve_model(enc)
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"[encoder] device={enc.device!r} is {device}: bench-extract runs on cpu or cuda.")
     default = resolve_dtype(dataclasses.replace(enc, quantize="none"), device)
-    dtypes = list(dict.fromkeys(default if d == "auto" else d for d in b.dtypes))
-    if device != "cpu" and "int8" in dtypes:
-        logger.info("bench: int8 dynamic quantisation is CPU-only; not timed on %s", device)
-        dtypes.remove("int8")
+    dtypes = bench_dtypes(b.dtypes, default, device)
     logger.info("bench: %d texts of %s on %s, %d threads, probekit in %s, %d rounds", len(texts),
                 data_cfg.path, device, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
     lengths = tokenize(tokenizer, texts, enc.max_length).lengths
     methods, extractors = _methods(cfg, path, local, dtypes, lengths, device)
     seconds, features, padded, peaks, paired = _time_rounds(methods, texts, b.repeats, b.paired_peak_s, device)
-    count = flop_counter(load_encoder(enc, path, local, "cpu")[1])
+    count = flop_counter(load_encoder(dataclasses.replace(enc, fuse_layers=False), path, local, "cpu")[1])
     executed = {d: count(lengths, ex.first_token_only) for d, ex in extractors.items()}
     result = summarise(len(texts), lengths, peaks, seconds, padded, features, count(lengths), default, dtypes,
                        executed, paired)
-    if b.f1_test_texts >= 0 and "float32" in extractors:
+    if model and b.f1_test_texts >= 0:
+        logger.info("bench: no test macro-F1: the features of random weights say nothing about the labels")
+    elif b.f1_test_texts >= 0 and "float32" in extractors:
         _add_f1(cfg, ds, result, extractors, features)
     if b.rss:
         from extract.bench_rss import rss_report

@@ -1,4 +1,5 @@
-"""What ``make bench-extract`` compares probekit with, and how it counts FLOPs.
+"""What ``make bench-extract`` compares probekit with, how it counts FLOPs, and the
+random-weight models of ``[bench] model_shape``.
 
 * the book's recipe ("Natural Language Processing with Transformers", chapter 2):
   ``Dataset.map`` tokenizing with ``padding=True`` in batches of 1,000 (the default),
@@ -19,8 +20,10 @@ executed FLOPs, so the report shows both.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +107,8 @@ def flop_counter(model):
 
 
 class BookRecipe:
-    """The book's feature extraction, verbatim apart from max_length (for equal truncation)."""
+    """The book's feature extraction, verbatim apart from max_length (for equal truncation), the
+    device (the book's `inputs.to(device)`), and token_type_ids only where the tokenizer makes them."""
 
     def __init__(self, path: str, max_length: int, device: str = "cpu"):
         from transformers import AutoModel, AutoTokenizer
@@ -160,3 +164,35 @@ class SentenceTransformersEncode:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.model.encode(texts, show_progress_bar=False), dtype=np.float32)
+
+
+def random_model(shape: str, out: Path, seed: int = 0) -> str:
+    """A model of transformers' default config for model type `shape`, with random weights
+    (seeded) and the packaged encoder's tokenizer (bert-base-uncased's vocabulary), saved in
+    `out`; a description for the report. No download: timing needs the shape, not the weights.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from extract.config import ConfigError, EncoderSection
+    from extract.encode import resolve_model
+
+    hint = "use e.g. 'distilbert' (distilbert-base-uncased's shape) or 'bert', or '' for [encoder] model."
+    try:
+        config = AutoConfig.for_model(shape)
+    except ValueError:
+        raise ConfigError(f"[bench] model_shape={shape!r} is not a transformers model type; {hint}") from None
+    if config.is_encoder_decoder or not hasattr(config, "vocab_size") or not hasattr(config, "num_hidden_layers"):
+        raise ConfigError(f"[bench] model_shape={shape!r} is not a text encoder; {hint}")
+    path, _ = resolve_model(EncoderSection())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    config.vocab_size = max(config.vocab_size, len(tokenizer))
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config).eval()
+    takes = inspect.signature(model.forward).parameters
+    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in takes]
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, model_input_names=names)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return (f"{type(model).__name__}, {shape}'s default shape ({config.num_hidden_layers} layers, "
+            f"hidden {config.hidden_size}), random weights (seed {seed})")

