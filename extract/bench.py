@@ -177,13 +177,13 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
 
     b, enc = cfg.bench, cfg.encoder
     device = pick_device(enc.device)
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"[encoder] device={enc.device!r} is {device}: bench-extract runs on cpu or cuda.")
     data_cfg = bench_data(cfg)
     ds = data_mod.load(data_cfg)
     texts = ds.splits["train"].texts[:b.n_texts]
     torch.set_num_threads(cpu_threads(enc))
     path, local = resolve_model(enc)
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"[encoder] device={enc.device!r} is {device}: bench-extract runs on cpu or cuda.")
     default = resolve_dtype(dataclasses.replace(enc, quantize="none"), device)
     dtypes = bench_dtypes(b.dtypes, default, device)
     logger.info("bench: %d texts of %s on %s, %d threads, probekit in %s, %d rounds", len(texts),

@@ -302,7 +302,7 @@ class BenchSection:
     output: str = "bench/extract.json"  # written under <artifacts>/ (relative) or where it says (absolute)
     # "" times [encoder] model. A transformers model type ("distilbert", "bert", "roberta", ...) times a
     # model of that type's default shape ("distilbert": distilbert-base-uncased's) with seeded random
-    # weights and the packaged encoder's tokenizer: no download (timing only; its F1 means nothing).
+    # weights and the packaged encoder's tokenizer: no download (timing only: the test macro-F1 is skipped).
     model_shape: str = ""
 
     def __post_init__(self):
