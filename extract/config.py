@@ -145,6 +145,9 @@ class EncoderSection:
     window_agg: str = "mean"  # window: a text's vector is the mean or max of its windows' vectors
     shard_rows: int = 4096  # texts per shard: the unit of streaming to disk and of resume
     num_threads: int = 0  # CPU threads for torch; 0 = the cores this process may use / local ranks
+    # CPU: batches are run by this many workers of one torch thread each, each taking the next batch
+    # as it frees up; 0 = one per thread (num_threads); 1 = one worker whose ops use every thread.
+    cpu_workers: int = 0
 
     def __post_init__(self):
         from extract.pooling import parse_pooling
@@ -176,9 +179,9 @@ class EncoderSection:
             top = (self.max_length - 2) // 2
             raise ConfigError(f"[encoder] window_stride={self.window_stride} must be in 0..{top} "
                               f"(at most half of a window of max_length={self.max_length} minus [CLS]/[SEP]).")
-        if self.shard_rows < 1 or self.num_threads < 0:
-            raise ConfigError(f"[encoder] shard_rows={self.shard_rows} must be >= 1 and "
-                              f"num_threads={self.num_threads} >= 0.")
+        if self.shard_rows < 1 or self.num_threads < 0 or self.cpu_workers < 0:
+            raise ConfigError(f"[encoder] shard_rows={self.shard_rows} must be >= 1, "
+                              f"num_threads={self.num_threads} and cpu_workers={self.cpu_workers} >= 0.")
 
     @property
     def poolings(self) -> tuple:

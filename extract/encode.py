@@ -191,7 +191,17 @@ def make_extractor(enc: EncoderSection, tokenizer, model, device: str, poolings=
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return Extractor(tokenizer, model, device, specs, max_length=enc.max_length,
                      max_tokens=batch_tokens(enc, device, dtype), long_text=enc.long_text,
-                     stride=enc.window_stride, window_agg=enc.window_agg)
+                     stride=enc.window_stride, window_agg=enc.window_agg, workers=cpu_workers(enc, device))
+
+
+def cpu_workers(enc: EncoderSection, device: str) -> int:
+    """How many single-threaded workers run the batches: [encoder] cpu_workers, or one per torch
+    thread on the CPU (set those first); 1 on a GPU."""
+    import torch
+
+    if device != "cpu":
+        return 1
+    return enc.cpu_workers or torch.get_num_threads()
 
 
 def encode_texts(texts: list[str], tokenizer, model, max_length: int, batch_size: int,

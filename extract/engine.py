@@ -62,7 +62,7 @@ class Extractor:
 
     def __init__(self, tokenizer, model, device: str, poolings: list[PoolingSpec], max_length: int,
                  max_tokens: int, long_text: str = "truncate", stride: int = 0, window_agg: str = "mean",
-                 max_rows: int = 0, overlap: bool | None = None):
+                 max_rows: int = 0, overlap: bool | None = None, workers: int = 1):
         self.tokenizer, self.model, self.device = tokenizer, model, device
         self.poolings = list(poolings)
         self.max_length, self.max_tokens, self.max_rows = max_length, max(max_tokens, max_length), max_rows
@@ -79,6 +79,7 @@ class Extractor:
         self.cuda = str(device).startswith("cuda")
         self.overlap = self.cuda if overlap is None else overlap
         self.oom_halvings = 0  # how often an out-of-memory error halved max_tokens
+        self.workers = max(1, workers) if not self.cuda else 1
 
     @property
     def dims(self) -> dict[str, int]:
@@ -150,9 +151,11 @@ class Extractor:
         rows_out = {name: np.empty((tok.n_rows, d), dtype=np.float32) for name, d in self.dims.items()}
         padded = 0
         per_row = tok.n_texts / max(tok.n_rows, 1)  # the bar counts texts, batches hold rows (windows)
-        with torch.inference_mode():
+        with torch.inference_mode(), first_token_only(self.model, self.first_token_only):
             if self.overlap:
                 padded = self._run_overlapped(tok, batches, rows_out, bar, per_row)
+            elif self.workers > 1 and len(batches) > 1:
+                padded = self._run_workers(tok, batches, rows_out, bar, per_row)
             else:
                 for rows in batches:
                     ids, mask = pad_batch(tok, rows, self.pad_id)
@@ -170,11 +173,42 @@ class Extractor:
 
     def _forward(self, ids, mask, full: bool) -> dict:
         # A batch of equal lengths (common once sorted) needs no mask: attention skips building one.
-        with first_token_only(self.model, self.first_token_only):
-            out = self.model(input_ids=ids, attention_mask=None if full else mask,
-                             output_hidden_states=self.need_hidden_states)
+        out = self.model(input_ids=ids, attention_mask=None if full else mask,
+                         output_hidden_states=self.need_hidden_states)
         states = out.hidden_states if self.need_hidden_states else (out.last_hidden_state,)
         return pool_batch(self.poolings, states, mask, self.n_layers)
+
+    def _run_workers(self, tok: Tokenized, batches: list, rows_out: dict, bar, per_row: float) -> int:
+        """CPU: `workers` threads of one torch thread each, each taking the next batch as it frees up.
+
+        On a few cores this beats splitting every op across them: no core waits for the others
+        at each op's end (on shared machines one core is often slower than another). The model
+        is shared (read-only); its hidden-states capture is per thread in transformers.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        threads, lock = torch.get_num_threads(), threading.Lock()
+
+        def run(rows) -> int:
+            ids, mask = pad_batch(tok, rows, self.pad_id)
+            with torch.inference_mode():  # per thread
+                pooled = self._forward(torch.from_numpy(ids), torch.from_numpy(mask), bool(mask.all()))
+            for name, v in pooled.items():
+                rows_out[name][rows] = v.numpy()
+            if bar is not None:
+                with lock:
+                    bar.update(len(rows) * per_row)
+            return ids.size
+
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="probekit-encode",
+                                  initializer=torch.set_num_threads, initargs=(1,))
+        try:
+            return sum(f.result() for f in [pool.submit(run, rows) for rows in batches])
+        finally:
+            pool.shutdown(cancel_futures=True)
+            torch.set_num_threads(threads)  # a worker's setting is also the default of threads started later
 
     def _run_overlapped(self, tok: Tokenized, batches: list, rows_out: dict, bar, per_row: float) -> int:
         """Pad (and on CUDA pin) in a producer thread; copy in and out without blocking; gather at the end."""

@@ -158,7 +158,7 @@ def _build(cfg: Config, ds, identity: dict, key: str, out_dir: Path, extractor: 
         "poolings": poolings,
         "hidden_size": dims[default],
         "attn_implementation": getattr(extractor.model.config, "_attn_implementation", None),
-        "fused_layers": getattr(extractor.model, "probekit_fused_layers", 0),
+        "fused_layers": getattr(extractor.model, "probekit_fused_layers", 0), "cpu_workers": extractor.workers,
         "cls_only_last_layer": extractor.first_token_only,
         "dataset": ds.source,
         "n_truncated": {s: v["n_truncated"] for s, v in stats.items()},

@@ -54,6 +54,7 @@ def test_run_extract_writes_the_cache_contract(tmp_path, toy_data, tiny_encoder)
     assert c.X("train", "mean").shape == (48, 32) and not np.allclose(c.X("train", "mean"), c.X("train"))
     assert sum(len(v) for v in m["shards"].values()) == 3 and m["world_size"] == 1
     assert m["fused_layers"] == 2 and m["cls_only_last_layer"] is False  # mean reads every position
+    assert m["cpu_workers"] == torch.get_num_threads()  # one single-threaded worker per thread (auto)
     assert m["tokens"]["train"]["real_tokens"] <= m["tokens"]["train"]["padded_tokens"]
     assert m["model_revision"].startswith("sha256:") and len(m["dataset_fingerprint"]) == 3
     assert set(m["versions"]) >= {"torch", "transformers", "datasets"} and m["device"] == "cpu"

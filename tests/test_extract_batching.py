@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -294,3 +296,47 @@ def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy()
     linear = torch.ops.mkldnn._linear_pointwise
     np.testing.assert_allclose(linear(x, _packed(w, 48), b, "none", [], "").numpy(),
                                torch.nn.functional.linear(x, w, b).numpy(), atol=1e-5)
+
+
+def test_cpu_workers_give_the_same_features_in_order_and_leave_nothing_behind(tiny_encoder, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from extract import engine
+    from extract.config import EncoderSection
+    from extract.encode import load_encoder, make_extractor
+
+    class Bar:  # what the extractor asks of a tqdm bar
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c d e f g", "x"] * 6
+    threads, out, names = torch.get_num_threads(), {}, set()
+    for workers in (1, 3):
+        enc = EncoderSection(model=str(tiny_encoder), dtype="float32", cpu_workers=workers,
+                             extra_poolings=("mean", "mean_last2_avg"))
+        tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
+        model.embeddings.register_forward_hook(lambda *a: names.add(threading.current_thread().name))
+        ex = make_extractor(enc, tokenizer, model, "cpu")
+        ex.max_tokens = 40  # many batches
+        names.clear()
+        bar = Bar()
+        out[workers] = ex.encode(texts, bar=bar)[0]
+        assert ex.workers == workers and bar.n == pytest.approx(len(texts))
+    assert names and all(n.startswith("probekit-encode") for n in names)  # the batches ran in the workers
+    for name in out[1]:
+        np.testing.assert_allclose(out[3][name], out[1][name], atol=1e-6, err_msg=name)
+    assert torch.get_num_threads() == threads  # the caller's thread count is as it was
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("padding failed")
+        return pad_batch(*args)
+
+    monkeypatch.setattr(engine, "pad_batch", broken)
+    with pytest.raises(RuntimeError, match="padding failed"):
+        ex.encode(texts)
+    assert not any(t.name.startswith("probekit-encode") for t in threading.enumerate())
+    assert torch.get_num_threads() == threads and not getattr(model.encoder.layer[-1], "probekit_first_token_only", 0)
