@@ -196,7 +196,7 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
     executed = {d: count(lengths, ex.first_token_only) for d, ex in extractors.items()}
     result = summarise(len(texts), lengths, peaks, seconds, padded, features, count(lengths), default, dtypes,
                        executed, paired)
-    if model and b.f1_test_texts >= 0:
+    if b.model_shape and b.f1_test_texts >= 0:
         logger.info("bench: no test macro-F1: the features of random weights say nothing about the labels")
     elif b.f1_test_texts >= 0 and "float32" in extractors:
         _add_f1(cfg, ds, result, extractors, features)

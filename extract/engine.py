@@ -157,14 +157,8 @@ class Extractor:
             elif self.workers > 1 and len(batches) > 1:
                 padded = self._run_workers(tok, batches, rows_out, bar, per_row)
             else:
-                for rows in batches:
-                    ids, mask = pad_batch(tok, rows, self.pad_id)
-                    padded += ids.size
-                    pooled = self._forward(torch.from_numpy(ids), torch.from_numpy(mask), bool(mask.all()))
-                    for name, v in pooled.items():
-                        rows_out[name][rows] = v.numpy()
-                    if bar is not None:
-                        bar.update(len(rows) * per_row)
+                lock = threading.Lock()
+                padded = sum(self._run_batch(tok, rows, rows_out, bar, per_row, lock) for rows in batches)
         out = {name: aggregate_windows(X, tok.sample, tok.n_texts, self.window_agg) for name, X in rows_out.items()}
         stats = {"n_texts": tok.n_texts, "n_rows": tok.n_rows, "n_truncated": tok.n_truncated,
                  "real_tokens": int(tok.offsets[-1]), "padded_tokens": int(padded), "n_batches": len(batches),
@@ -178,6 +172,20 @@ class Extractor:
         states = out.hidden_states if self.need_hidden_states else (out.last_hidden_state,)
         return pool_batch(self.poolings, states, mask, self.n_layers)
 
+    def _run_batch(self, tok: Tokenized, rows, rows_out: dict, bar, per_row: float, lock) -> int:
+        """Pad, encode and store one batch (in the caller's thread); its padded token count."""
+        import torch
+
+        ids, mask = pad_batch(tok, rows, self.pad_id)
+        with torch.inference_mode():  # per thread: a worker's too
+            pooled = self._forward(torch.from_numpy(ids), torch.from_numpy(mask), bool(mask.all()))
+        for name, v in pooled.items():
+            rows_out[name][rows] = v.numpy()
+        if bar is not None:
+            with lock:
+                bar.update(len(rows) * per_row)
+        return ids.size
+
     def _run_workers(self, tok: Tokenized, batches: list, rows_out: dict, bar, per_row: float) -> int:
         """CPU: `workers` threads of one torch thread each, each taking the next batch as it frees up.
 
@@ -190,22 +198,11 @@ class Extractor:
         import torch
 
         threads, lock = torch.get_num_threads(), threading.Lock()
-
-        def run(rows) -> int:
-            ids, mask = pad_batch(tok, rows, self.pad_id)
-            with torch.inference_mode():  # per thread
-                pooled = self._forward(torch.from_numpy(ids), torch.from_numpy(mask), bool(mask.all()))
-            for name, v in pooled.items():
-                rows_out[name][rows] = v.numpy()
-            if bar is not None:
-                with lock:
-                    bar.update(len(rows) * per_row)
-            return ids.size
-
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="probekit-encode",
                                   initializer=torch.set_num_threads, initargs=(1,))
         try:
-            return sum(f.result() for f in [pool.submit(run, rows) for rows in batches])
+            return sum(f.result() for f in [pool.submit(self._run_batch, tok, rows, rows_out, bar, per_row, lock)
+                                            for rows in batches])
         finally:
             pool.shutdown(cancel_futures=True)
             torch.set_num_threads(threads)  # a worker's setting is also the default of threads started later
