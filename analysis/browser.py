@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import time
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from classify import models
-from classify.metrics import predict_labels
+from probekit.core.metrics import predict_labels
+from probekit.stages.classify import models
 
 logger = logging.getLogger(__name__)
 

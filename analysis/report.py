@@ -26,11 +26,13 @@ import numpy as np
 from matplotlib.colors import to_hex
 from sklearn.metrics import confusion_matrix
 
-from analysis import errors, interactive, plots, results, sections
-from analysis.results import load_metrics, load_scores  # noqa: F401  (re-exported: the report's readers)
-from classify.metrics import predict_labels
-from extract.cache import METRICS_NAME, features_dir, read_cache, write_json_atomic
-from extract.config import Config, ProbekitError
+from probekit.core.cache import read_cache
+from probekit.core.config import Config
+from probekit.core.errors import ProbekitError
+from probekit.core.metrics import predict_labels
+from probekit.core.runfolder import METRICS_NAME, features_dir, write_json_atomic
+from probekit.stages.analysis import errors, interactive, plots, results, sections
+from probekit.stages.analysis.results import load_metrics, load_scores  # noqa: F401  (re-exported: the report's readers)
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +210,7 @@ def build_report(cfg: Config) -> Path:
     }
     write_json_atomic(out / REPORT_JSON_NAME, report)
     if cfg.report.wandb:
-        from analysis.wandb_log import TestEvidence, log_report
+        from probekit.stages.analysis.wandb_log import TestEvidence, log_report
 
         evidence = TestEvidence(best, labels, ptype, Y, scores[best], preds[best], high_loss[best],
                                 None if label_errs is None else label_errs["rows"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import METRICS_NAME, scores_path
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
+from probekit.core.runfolder import METRICS_NAME, scores_path
 
 BASELINE_PREFIX = "dummy"
 TABLE_METRICS = ("macro_f1", "micro_f1", "macro_auc", "micro_auc")

@@ -12,8 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.html import cell, details, esc, heatmap, img, names, num, page, pre_json, table, value_cell
-from analysis.results import describe_threshold
+from probekit.stages.analysis.html import (
+    cell,
+    details,
+    esc,
+    heatmap,
+    img,
+    names,
+    num,
+    page,
+    pre_json,
+    table,
+    value_cell,
+)
+from probekit.stages.analysis.results import describe_threshold
 
 NAV = [("summary", "Summary"), ("models", "Models"), ("labels", "Labels"), ("confusions", "Confusions"),
        ("map", "Map"), ("errors", "Errors"), ("search", "Search"), ("run", "Run")]

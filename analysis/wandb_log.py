@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from extract.config import Config, ProbekitError
+from probekit.core.config import Config
+from probekit.core.errors import ProbekitError
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _metric_tables(wandb, metrics: dict, per_label: list[dict]) -> dict:
             columns=["label", "support"] + [f"{key}_{m}" for m in models],
             data=[[safe(r["label"]), int(r["support"])] + [r[key].get(m) for m in models] for r in per_label],
             allow_mixed_types=True)  # an undefined AUC is None next to floats
-    from analysis.results import model_rows
+    from probekit.stages.analysis.results import model_rows
 
     rows = model_rows(metrics, metrics.get("comparisons", {}).get("best"))
     cols = ["model", "input", "feature_set", "params", "macro_f1", "micro_f1", "macro_auc", "micro_auc",
@@ -263,9 +264,10 @@ def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_ro
 def log_classify(cfg: Config, metrics_path: str | Path) -> str | None:
     """The classify stage's run: every metric of metrics.json, the model and per-label tables,
     the best model's confusion data and ROC curves, and metrics.json as an artifact."""
-    from analysis import results
-    from classify.metrics import predict_labels
-    from extract.cache import features_dir, read_cache
+    from probekit.core.cache import read_cache
+    from probekit.core.metrics import predict_labels
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.analysis import results
 
     if resolve_mode(cfg) == "disabled" and not os.environ.get("WANDB_SWEEP_ID"):
         return None
@@ -295,7 +297,7 @@ def log_classify(cfg: Config, metrics_path: str | Path) -> str | None:
 def log_extract(cfg: Config, cache_dir: str | Path) -> str | None:
     """The extract stage's run: rows, truncated texts and seconds per split, the feature size,
     with the manifest (checksums left out) in the run's config."""
-    from extract.cache import read_cache
+    from probekit.core.cache import read_cache
 
     if resolve_mode(cfg) == "disabled":
         return None

@@ -1,0 +1,1 @@
+"""The classify stage: scikit-learn models on the cached features (no torch)."""

@@ -19,7 +19,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from extract.cache import cache_key, scores_path, sha256_file, write_json_atomic
+from probekit.core.runfolder import cache_key, scores_path, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from classify import bootstrap
-from classify.metrics import predict_labels, score
-from classify.models import BASELINES
-from classify.select import SELECTION_METRIC
-from extract.cache import METRICS_NAME, scores_path, write_json_atomic
-from extract.config import ClassifySection, ProbekitError
+from probekit.core.config import ClassifySection
+from probekit.core.errors import ProbekitError
+from probekit.core.metrics import predict_labels, score
+from probekit.core.runfolder import METRICS_NAME, scores_path, write_json_atomic
+from probekit.stages.classify import bootstrap
+from probekit.stages.classify.models import BASELINES
+from probekit.stages.classify.select import SELECTION_METRIC
 
 METRICS_SCHEMA_VERSION = 2
 

@@ -46,7 +46,7 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from extract.config import ClassifySection
+from probekit.core.config import ClassifySection
 
 FEATURES, TEXTS, BOTH = "features", "texts", "both"
 INPUT_KIND = {"tfidf_logreg": TEXTS, "hybrid_logreg": BOTH}

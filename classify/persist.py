@@ -12,12 +12,12 @@ import json
 import os
 from pathlib import Path
 
-from extract.cache import MODELS_DIRNAME, sha256_file, write_json_atomic
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
+from probekit.core.runfolder import MODELS_DIRNAME, sha256_file, write_json_atomic
 
 # Beyond skops' defaults (numpy, scipy and scikit-learn estimators), the types our models
 # hold: the fitted trees of the random forests, and hybrid_logreg's own estimator.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "classify.models.LogitFusion"]
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "probekit.stages.classify.models.LogitFusion"]
 # What must match between a saved model and the features it is asked to score.
 FEATURE_SPACE_KEYS = ("model_id", "model_revision", "feature_set", "hidden_size", "max_length", "label_names")
 

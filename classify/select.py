@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from classify import models
-from classify.metrics import score
-from classify.stream import fit_streaming
-from classify.thresholds import tune_thresholds
-from extract.config import ClassifySection
+from probekit.core.config import ClassifySection
+from probekit.core.metrics import score
+from probekit.core.thresholds import tune_thresholds
+from probekit.stages.classify import models
+from probekit.stages.classify.stream import fit_streaming
 
 logger = logging.getLogger(__name__)
 HYBRID_PARTS = ("tfidf_logreg", "logreg")

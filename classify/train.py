@@ -25,22 +25,29 @@ from pathlib import Path
 import numpy as np
 from joblib import parallel_config
 
-from classify import models
-from classify.checkpoint import Progress
-from classify.compare import METRICS_SCHEMA_VERSION, carry_finetuned, compare_predictions, model_threshold, split_block
-from classify.metrics import predict_labels
-from classify.persist import save_model
-from classify.select import SELECTION_METRIC, Data, select
-from extract.cache import (
+from probekit.core.cache import read_cache
+from probekit.core.config import ClassifySection, Config
+from probekit.core.errors import ProbekitError
+from probekit.core.metrics import predict_labels
+from probekit.core.runfolder import (
     METRICS_NAME,
     SCORES_DIRNAME,
     features_dir,
-    read_cache,
     scores_path,
     write_json_atomic,
     write_scores,
 )
-from extract.config import ClassifySection, Config, ProbekitError
+from probekit.stages.classify import models
+from probekit.stages.classify.checkpoint import Progress
+from probekit.stages.classify.compare import (
+    METRICS_SCHEMA_VERSION,
+    carry_finetuned,
+    compare_predictions,
+    model_threshold,
+    split_block,
+)
+from probekit.stages.classify.persist import save_model
+from probekit.stages.classify.select import SELECTION_METRIC, Data, select
 
 logger = logging.getLogger(__name__)
 

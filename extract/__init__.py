@@ -1,0 +1,1 @@
+"""The encoder side (torch, transformers, datasets): the extract stage, fine-tuning and their benchmarks."""

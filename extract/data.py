@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import datacheck
-from extract.config import SPLITS, DataSection, ProbekitError
-from extract.datacheck import ISSUE_NOTES
+from probekit.core.config import DataSection
+from probekit.core.errors import ProbekitError
+from probekit.core.runfolder import SPLITS
+from probekit.stages.extract import datacheck
+from probekit.stages.extract.datacheck import ISSUE_NOTES
 
 logger = logging.getLogger(__name__)
 

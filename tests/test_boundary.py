@@ -39,7 +39,7 @@ def test_classify_and_report_run_without_torch(tmp_path):
     write_fake_cache(tmp_path / "laptop")
     r = run_blocked(f"""
         import sys
-        from extract.cli import main
+        from probekit.cli import main
         args = ["--artifacts", {str(tmp_path)!r}, "--set", "run.name='laptop'", "--set", "classify.n_jobs=1",
                 "--set", "classify.rf_n_estimators=10", "--set", "report.umap_max_points=40"]
         assert main(["classify", *args]) == 0
@@ -55,7 +55,7 @@ def test_classify_and_report_run_without_torch(tmp_path):
 
 def test_extract_without_torch_names_the_extra(tmp_path):
     r = run_blocked(f"""
-        from extract.cli import main
+        from probekit.cli import main
         raise SystemExit(main(["extract", "--artifacts", {str(tmp_path)!r}]))
     """)
     assert r.returncode == 2 and "pip install -e '.[extract]'" in r.stderr and "Traceback" not in r.stderr

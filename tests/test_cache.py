@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from extract.cache import MANIFEST_NAME, SCHEMA_VERSION, CacheError, CacheWriter, cache_key, read_cache
+from probekit.core.cache import SCHEMA_VERSION, CacheWriter, read_cache
+from probekit.core.errors import CacheError
+from probekit.core.runfolder import MANIFEST_NAME, cache_key
 
 
 def write(path, n=5, dim=4, multi=True, manifest=None):

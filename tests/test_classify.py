@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_config, write_fake_cache
 
-from classify.train import run_classify, scores_path
+from probekit.stages.classify.train import run_classify, scores_path
 
 FAST = ["classify.rf_n_estimators=20", "classify.n_jobs=1", "classify.logreg_max_iter=200",
         "classify.logreg_C=[0.01, 1.0]", "classify.logreg_class_weight=['none']", "classify.tfidf_C=1.0",
@@ -69,9 +69,10 @@ def test_single_label_scores_are_distributions(tmp_path):
 
 
 def test_saved_model_reproduces_the_scores(tmp_path):
-    from classify.models import predict_scores
-    from classify.persist import load_model
-    from extract.cache import features_dir, read_cache
+    from probekit.core.cache import read_cache
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.classify.models import predict_scores
+    from probekit.stages.classify.persist import load_model
 
     cfg = make_config(tmp_path, *FAST)
     write_fake_cache(cfg.run_dir)
@@ -96,7 +97,8 @@ def test_seeded_runs_are_identical(tmp_path):
 
 def test_selection_uses_validation_only(tmp_path):
     """Scrambling the test labels changes test scores but not what was selected."""
-    from extract.cache import CacheWriter, features_dir, read_cache
+    from probekit.core.cache import CacheWriter, read_cache
+    from probekit.core.runfolder import features_dir
 
     chosen = []
     for name, scramble in (("plain", False), ("scrambled", True)):
@@ -133,7 +135,7 @@ def test_multilabel_strategies_are_skipped_for_single_label(tmp_path):
 
 
 def test_unknown_feature_set_names_what_the_cache_holds(tmp_path):
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     cfg = make_config(tmp_path, *FAST, "classify.features=['mean']")
     write_fake_cache(cfg.run_dir)
@@ -142,7 +144,7 @@ def test_unknown_feature_set_names_what_the_cache_holds(tmp_path):
 
 
 def test_missing_joblib_backend_names_the_install(tmp_path):
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     cfg = make_config(tmp_path, *FAST, "classify.joblib_backend='ray'")
     write_fake_cache(cfg.run_dir)
@@ -180,7 +182,8 @@ def test_models_subset(tmp_path):
 
 
 def test_label_absent_from_train_gets_zero_probability(tmp_path):
-    from extract.cache import CacheWriter, features_dir
+    from probekit.core.cache import CacheWriter
+    from probekit.core.runfolder import features_dir
 
     cfg = make_config(tmp_path, *FAST)
     rng = np.random.default_rng(0)
@@ -204,7 +207,8 @@ def test_missing_cache_names_the_make_target(tmp_path):
 
 def _words_and_features_cache(run_dir, seed: int = 0):
     """Labels 0 and 1 are in the words only, label 2 in the features only."""
-    from extract.cache import CacheWriter, features_dir
+    from probekit.core.cache import CacheWriter
+    from probekit.core.runfolder import features_dir
 
     rng = np.random.default_rng(seed)
     vocab = {0: ["sunny", "bright"], 1: ["rainy", "grey"]}
@@ -221,9 +225,10 @@ def _words_and_features_cache(run_dir, seed: int = 0):
 
 
 def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_path):
-    from classify import models
-    from classify.persist import load_model
-    from extract.cache import features_dir, read_cache
+    from probekit.core.cache import read_cache
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.classify import models
+    from probekit.stages.classify.persist import load_model
 
     weights = [0.25, 1.0, 4.0]
     cfg = make_config(tmp_path, *FAST, "classify.models=['tfidf_logreg', 'logreg', 'hybrid_logreg']",
@@ -260,7 +265,7 @@ def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_
 def test_fusion_by_hand():
     from scipy.special import logit
 
-    from classify.models import fuse
+    from probekit.stages.classify.models import fuse
 
     Pw, Pf = np.array([[0.8, 0.1]]), np.array([[0.5, 0.9]])
     np.testing.assert_allclose(logit(fuse(Pw, Pf, 2.0, True)), logit(Pw) + 2.0 * logit(Pf))

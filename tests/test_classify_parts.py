@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from classify.bootstrap import bootstrap_metrics, interval, resample_weights, weighted_auc
-from classify.thresholds import apply_thresholds, tune_thresholds
+from probekit.core.thresholds import apply_thresholds, tune_thresholds
+from probekit.stages.classify.bootstrap import bootstrap_metrics, interval, resample_weights, weighted_auc
 
 
 def test_thresholds_by_hand():
@@ -46,7 +46,7 @@ def test_bootstrap_is_seeded_and_unit_weights_give_the_point_estimate():
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     ones = bootstrap_metrics(Y, P, Yhat, np.ones((1, 50)))
-    from classify.metrics import score
+    from probekit.core.metrics import score
 
     point = score(Y, P, "multi_label", ["a", "b", "c"])
     for k in ("macro_f1", "micro_f1", "micro_auc", "macro_auc"):
@@ -66,7 +66,7 @@ def test_resamples_keep_the_row_count():
 def saved(tmp_path):
     from sklearn.ensemble import RandomForestClassifier
 
-    from classify.persist import save_model
+    from probekit.stages.classify.persist import save_model
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(30, 4)), rng.integers(0, 2, 30)
@@ -78,7 +78,7 @@ def saved(tmp_path):
 
 
 def test_round_trip_without_pickle(saved):
-    from classify.persist import load_model, model_paths
+    from probekit.stages.classify.persist import load_model, model_paths
 
     run, model, X, meta = saved
     loaded, got_meta = load_model(run, "random_forest", expect=meta)
@@ -87,8 +87,8 @@ def test_round_trip_without_pickle(saved):
 
 
 def test_tampered_model_is_refused(saved):
-    from classify.persist import load_model, model_paths
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
+    from probekit.stages.classify.persist import load_model, model_paths
 
     run, *_ = saved
     path = model_paths(run, "random_forest")[0]
@@ -99,8 +99,8 @@ def test_tampered_model_is_refused(saved):
 
 @pytest.mark.parametrize("key, value", [("hidden_size", 768), ("feature_set", "mean"), ("model_id", "bert")])
 def test_other_feature_space_is_refused(saved, key, value):
-    from classify.persist import load_model
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
+    from probekit.stages.classify.persist import load_model
 
     run, _, _, meta = saved
     with pytest.raises(ProbekitError, match=f"trained on {key}="):
@@ -115,8 +115,8 @@ def test_untrusted_type_is_refused(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from classify.persist import load_model, save_model
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
+    from probekit.stages.classify.persist import load_model, save_model
 
     # a function outside numpy/sklearn inside the model: what a hostile file would carry
     model = make_pipeline(FunctionTransformer(_not_allowed)).fit(np.ones((3, 2)))
@@ -144,9 +144,9 @@ class Spy:
 
 @pytest.mark.parametrize("multi", [True, False])
 def test_streaming_fit_reads_blocks_and_learns(tmp_path, multi):
-    from classify.models import Candidate, build, predict_scores
-    from classify.stream import fit_streaming
-    from extract.config import ClassifySection
+    from probekit.core.config import ClassifySection
+    from probekit.stages.classify.models import Candidate, build, predict_scores
+    from probekit.stages.classify.stream import fit_streaming
 
     rng = np.random.default_rng(0)
     Y = (rng.random((600, 3)) < 0.4).astype(int) if multi else np.eye(3, dtype=int)[rng.integers(0, 3, 600)]

@@ -23,7 +23,7 @@ SETS = ["--set", f"classify.models={MODELS}", "--set", "classify.rf_n_estimators
 
 
 def _cmd(artifacts: Path) -> list[str]:
-    return [sys.executable, "-m", "extract", "classify", "--config", "configs/demo.toml", "--artifacts",
+    return [sys.executable, "-m", "probekit", "classify", "--config", "configs/demo.toml", "--artifacts",
             str(artifacts), *SETS]
 
 
@@ -67,8 +67,8 @@ def test_kill_9_during_classify_then_the_same_command_again(tmp_path):
 
 
 def test_a_changed_file_or_setting_means_the_model_is_fitted_again(tmp_path):
-    from classify.checkpoint import Progress
-    from classify.train import run_classify
+    from probekit.stages.classify.checkpoint import Progress
+    from probekit.stages.classify.train import run_classify
 
     write_fake_cache(tmp_path / "artifacts" / "demo")
     cfg = make_config(tmp_path, "classify.models=['dummy','logreg']", "classify.logreg_C=[0.1]",

@@ -12,7 +12,7 @@ from conftest import ROOT, write_jsonl
 
 def probekit(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "extract", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "probekit", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -98,7 +98,7 @@ def test_predict_needs_texts(tmp_path):
 
 def test_a_warm_rerun_reuses_the_cache_and_logs_no_second_wandb_run(tmp_path, toy_data, tiny_encoder, monkeypatch):
     pytest.importorskip("torch")
-    from extract.cli import main
+    from probekit.cli import main
 
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))

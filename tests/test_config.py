@@ -5,7 +5,8 @@ import json
 import pytest
 from conftest import ROOT
 
-from extract.config import Config, ConfigError, load_config, parse_override
+from probekit.core.config import Config, load_config, parse_override
+from probekit.core.errors import ConfigError
 
 PRESETS = sorted((ROOT / "configs").glob("*.toml"))
 

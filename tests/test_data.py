@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import write_jsonl
 
-from extract.config import load_config
+from probekit.core.config import load_config
 
 pytest.importorskip("datasets")
-from extract.data import DataError, load  # noqa: E402
+from probekit.stages.extract.data import DataError, load  # noqa: E402
 
 
 def data_cfg(path, *overrides):
@@ -174,7 +174,7 @@ def test_unreachable_hub_names_the_offline_presets():
 def test_hub_class_label_names_are_used():
     import datasets
 
-    from extract.data import _class_names
+    from probekit.stages.extract.data import _class_names
 
     assert _class_names(datasets.ClassLabel(names=["a", "b"])) == ["a", "b"]
     assert _class_names(datasets.List(datasets.ClassLabel(names=["x", "y", "z"]))) == ["x", "y", "z"]

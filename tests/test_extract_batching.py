@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from extract.batching import Tokenized, aggregate_windows, pad_batch, plan_batches
+from probekit.stages.extract.engine.batching import Tokenized, aggregate_windows, pad_batch, plan_batches
 
 
 def _tok(lengths) -> Tokenized:
@@ -46,8 +46,8 @@ def test_windows_fold_into_one_row_per_text():
 @pytest.fixture
 def tiny(tiny_encoder):
     pytest.importorskip("torch")
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder
 
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32", max_length=12)
     tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
@@ -55,7 +55,7 @@ def tiny(tiny_encoder):
 
 
 def test_order_is_restored_whatever_the_batching(tiny):
-    from extract.encode import make_extractor
+    from probekit.stages.extract.encode import make_extractor
 
     enc, tokenizer, model = tiny
     rng = np.random.default_rng(1)
@@ -90,8 +90,8 @@ def _window_reference(tokenizer, model, text, max_length, stride, name, agg):
 
 @pytest.mark.parametrize("agg", ["mean", "max"])
 def test_long_texts_in_windows(tiny, agg):
-    from extract.config import EncoderSection
-    from extract.encode import make_extractor
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import make_extractor
 
     _, tokenizer, model = tiny
     enc = EncoderSection(model="x", max_length=12, long_text="window", window_stride=3, window_agg=agg)
@@ -115,8 +115,8 @@ def test_long_texts_in_windows(tiny, agg):
 
 def test_bfloat16_and_int8_stay_close_to_float32(tiny_encoder):
     pytest.importorskip("torch")
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder, make_extractor, resolve_dtype
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder, make_extractor, resolve_dtype
 
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend is angry"] * 3
     out = {}
@@ -138,8 +138,8 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
     """The CUDA pipeline (a padding thread feeding the device) run on the CPU."""
     import threading
 
-    from extract import engine
-    from extract.encode import make_extractor
+    from probekit.stages.extract.encode import make_extractor
+    from probekit.stages.extract.engine import extractor
 
     enc, tokenizer, model = tiny
     texts = ["happy glad", "the sad movie was so very gloomy today", "my friend", "a"] * 5
@@ -154,7 +154,7 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
     def broken(*args):
         raise RuntimeError("padding failed")
 
-    monkeypatch.setattr(engine, "pad_batch", broken)
+    monkeypatch.setattr(extractor, "pad_batch", broken)
     with pytest.raises(RuntimeError, match="padding failed"):
         piped.encode(texts)
     assert not any(t.name == "probekit-pad" for t in threading.enumerate())
@@ -163,8 +163,8 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
 @pytest.mark.parametrize("family", ["tiny_encoder", "tiny_distilbert"])
 def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
     pytest.importorskip("torch")
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder, make_extractor
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder, make_extractor
 
     model_dir = request.getfixturevalue(family)  # a BERT, or a DistilBERT (other module names)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
@@ -187,9 +187,9 @@ def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
 @pytest.mark.parametrize("family", ["tiny_encoder", "tiny_distilbert"])
 def test_cls_only_runs_the_last_layer_on_position_0_alone(family, request):
     pytest.importorskip("torch")
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder, make_extractor
-    from extract.fastpath import fused_last_layer
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder, make_extractor
+    from probekit.stages.extract.engine.fastpath import fused_last_layer
 
     model_dir = request.getfixturevalue(family)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
@@ -212,7 +212,7 @@ def test_cls_only_runs_the_last_layer_on_position_0_alone(family, request):
 
 
 def test_fused_matmuls_run_on_few_row_counts():
-    from extract.fastpath import padded_rows
+    from probekit.stages.extract.engine.fastpath import padded_rows
 
     assert [padded_rows(m) for m in (1, 32, 33, 48, 49, 97, 2000, 2048, 2049)] == [
         32, 32, 48, 48, 64, 128, 2048, 2048, 3072]
@@ -223,9 +223,9 @@ def test_fused_matmuls_run_on_few_row_counts():
 
 def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     torch = pytest.importorskip("torch")
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder
-    from extract.fastpath import fuse_encoder_layers
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder
+    from probekit.stages.extract.engine.fastpath import fuse_encoder_layers
 
     enc = EncoderSection(model=str(tiny_encoder), fuse_layers=False)
     model = load_encoder(enc, str(tiny_encoder), True, "cpu")[1]
@@ -258,7 +258,7 @@ def test_layers_are_fused_once_and_only_the_last_lays_out_its_query_apart():
     torch = pytest.importorskip("torch")
     from transformers import BertConfig, BertModel
 
-    from extract.fastpath import fuse_encoder_layers, fused_last_layer
+    from probekit.stages.extract.engine.fastpath import fuse_encoder_layers, fused_last_layer
 
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
                         intermediate_size=24, attn_implementation="sdpa")
@@ -282,7 +282,7 @@ def test_layers_are_fused_once_and_only_the_last_lays_out_its_query_apart():
 
 def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy():
     torch = pytest.importorskip("torch")
-    from extract.fastpath import _packed, _pad
+    from probekit.stages.extract.engine.fastpath import _packed, _pad
 
     buf = torch.randn(48, 8)  # a fused layer's output: 40 real rows of 48
     got = _pad(buf[:40].view(5, 8, 8), 48)
@@ -300,9 +300,9 @@ def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy()
 
 def test_cpu_workers_give_the_same_features_in_order_and_leave_nothing_behind(tiny_encoder, monkeypatch):
     torch = pytest.importorskip("torch")
-    from extract import engine
-    from extract.config import EncoderSection
-    from extract.encode import load_encoder, make_extractor
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract.encode import load_encoder, make_extractor
+    from probekit.stages.extract.engine import extractor
 
     class Bar:  # what the extractor asks of a tqdm bar
         n = 0
@@ -335,7 +335,7 @@ def test_cpu_workers_give_the_same_features_in_order_and_leave_nothing_behind(ti
             raise RuntimeError("padding failed")
         return pad_batch(*args)
 
-    monkeypatch.setattr(engine, "pad_batch", broken)
+    monkeypatch.setattr(extractor, "pad_batch", broken)
     with pytest.raises(RuntimeError, match="padding failed"):
         ex.encode(texts)
     assert not any(t.name.startswith("probekit-encode") for t in threading.enumerate())

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import make_config, toy_overrides
 
-from extract.config import ConfigError, EncoderSection
-from extract.pooling import parse_pooling
+from probekit.core.config import EncoderSection
+from probekit.core.errors import ConfigError
+from probekit.core.pooling import parse_pooling
 
 
 def test_pooling_names_parse():
@@ -73,7 +74,7 @@ def _reference(model, tokenizer, text: str, name: str) -> np.ndarray:
 
 def test_every_pooling_from_one_forward_pass_matches_a_direct_computation(tiny_encoder):
     torch = pytest.importorskip("torch")
-    from extract.encode import load_encoder, make_extractor
+    from probekit.stages.extract.encode import load_encoder, make_extractor
 
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32")
     tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
@@ -94,8 +95,10 @@ def test_every_pooling_from_one_forward_pass_matches_a_direct_computation(tiny_e
 
 def test_extract_writes_every_pooling_and_keys_on_them(tmp_path, toy_data, tiny_encoder):
     pytest.importorskip("torch")
-    from extract.cache import CacheError, features_dir, read_cache
-    from extract.encode import run_extract
+    from probekit.core.cache import read_cache
+    from probekit.core.errors import CacheError
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.extract.encode import run_extract
 
     base = toy_overrides(toy_data, tiny_encoder)
     c = read_cache(run_extract(make_config(tmp_path, *base, "encoder.extra_poolings=['mean', 'cls_last2_concat']")))

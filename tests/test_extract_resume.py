@@ -19,9 +19,10 @@ from conftest import ROOT, make_config, toy_overrides
 
 pytest.importorskip("torch")
 
-from extract.cache import MANIFEST_NAME, features_dir, read_cache  # noqa: E402
-from extract.encode import run_extract  # noqa: E402
-from extract.engine import Extractor  # noqa: E402
+from probekit.core.cache import read_cache
+from probekit.core.runfolder import MANIFEST_NAME, features_dir  # noqa: E402
+from probekit.stages.extract.encode import run_extract  # noqa: E402
+from probekit.stages.extract.engine.extractor import Extractor  # noqa: E402
 
 _ENCODE = Extractor.encode_tokenized
 SHARDED = ("encoder.shard_rows=8", "encoder.dtype='float32'")  # toy data: 6 + 2 + 2 = 10 shards
@@ -123,7 +124,7 @@ def test_shards_of_another_cache_key_are_never_used(tmp_path, toy_data, tiny_enc
 
 
 def _cli(tmp_path, toy_data, tiny_encoder, *more) -> list[str]:
-    args = [sys.executable, "-m", "extract", "extract", "--artifacts", str(tmp_path / "artifacts")]
+    args = [sys.executable, "-m", "probekit", "extract", "--artifacts", str(tmp_path / "artifacts")]
     for o in _overrides(toy_data, tiny_encoder, *more):
         args += ["--set", o]
     return args
@@ -182,7 +183,7 @@ def test_two_processes_with_gloo_write_one_cache_equal_to_one_process(tmp_path, 
 
 def test_tokenizing_the_next_chunk_ahead_changes_nothing(tmp_path, toy_data, tiny_encoder, reference, monkeypatch):
     """The CUDA schedule (next chunk tokenized in a thread, batches padded in another), on the CPU."""
-    from extract import encode
+    from probekit.stages.extract import encode
 
     real = encode.make_extractor
 

@@ -22,15 +22,15 @@ def _cfg(tmp_path, data, encoder, *more, multi=True):
 @pytest.fixture
 def finetuned_run(tmp_path, toy_data, tiny_encoder):
     """A multi-label run whose encoder was fine-tuned for 6 epochs (the toy words are learnable)."""
-    from extract.finetune import run_finetune
+    from probekit.stages.extract.finetune import run_finetune
 
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "finetune.epochs=6")
     return cfg, run_finetune(cfg)
 
 
 def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
-    from classify.metrics import score
-    from classify.thresholds import tune_thresholds
+    from probekit.core.metrics import score
+    from probekit.core.thresholds import tune_thresholds
 
     cfg, out = finetuned_run
     run_dir = cfg.run_dir
@@ -47,7 +47,7 @@ def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
     # scored by classify's own code: thresholds tuned on validation, applied to test
     P_val = np.load(run_dir / "scores" / "finetuned.validation.npy")
     P_test = np.load(run_dir / "scores" / "finetuned.test.npy")
-    from extract.data import load
+    from probekit.stages.extract.data import load
 
     ds = load(cfg.data)
     thr = tune_thresholds(ds.splits["validation"].y, P_val)
@@ -60,8 +60,8 @@ def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
 
 
 def test_classify_keeps_the_fine_tuned_model_beside_its_own(finetuned_run):
-    from classify.train import run_classify
-    from extract.encode import run_extract
+    from probekit.stages.classify.train import run_classify
+    from probekit.stages.extract.encode import run_extract
 
     cfg, _ = finetuned_run
     run_extract(cfg)
@@ -72,9 +72,9 @@ def test_classify_keeps_the_fine_tuned_model_beside_its_own(finetuned_run):
 
 
 def test_a_rerun_reuses_the_checkpoint_and_predict_uses_it(finetuned_run, caplog):
-    from classify.predict import predict
-    from extract.data import load
-    from extract.finetune import run_finetune
+    from probekit.run import predict
+    from probekit.stages.extract.data import load
+    from probekit.stages.extract.finetune import run_finetune
 
     cfg, out = finetuned_run
     before = (out / "model.safetensors").stat().st_mtime_ns
@@ -89,7 +89,7 @@ def test_a_rerun_reuses_the_checkpoint_and_predict_uses_it(finetuned_run, caplog
 
 
 def test_same_seed_same_model_and_a_left_over_partial_folder_is_not_trusted(tmp_path, toy_data, tiny_encoder):
-    from extract.finetune import run_finetune
+    from probekit.stages.extract.finetune import run_finetune
 
     scores = []
     for k in range(2):
@@ -109,7 +109,7 @@ def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_si
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    from extract.finetune import run_finetune
+    from probekit.stages.extract.finetune import run_finetune
 
     model_dir = request.getfixturevalue(family)  # DistilBERT: another head (pre_classifier), no pooler
     cfg = _cfg(tmp_path, toy_single, model_dir, "finetune.epochs=2", "finetune.head_epochs=2",
@@ -132,7 +132,7 @@ def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_si
 def test_the_losses_weight_rare_labels_and_confident_cells():
     import torch
 
-    from extract.finetune import make_loss
+    from probekit.stages.extract.finetune import make_loss
 
     Y = np.array([[1, 0], [0, 0], [0, 0], [0, 1]] * 5, dtype=np.uint8)  # 5 positives of 20 per label
     logits = torch.tensor([[3.0, -3.0], [-3.0, 3.0]])
@@ -157,7 +157,7 @@ def test_the_losses_weight_rare_labels_and_confident_cells():
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, toy_data, tiny_encoder, capsys):
-    from extract.cli import main
+    from probekit.cli import main
 
     base = ["finetune", "--artifacts", str(tmp_path / "a"), "--set", f"data.path={str(toy_data)!r}",
             "--set", f"encoder.model={str(tiny_encoder)!r}", "--set", "data.label_names_file='labels.txt'"]
@@ -172,11 +172,11 @@ def test_bad_settings_are_one_line_errors(tmp_path, toy_data, tiny_encoder, caps
 def test_predict_without_a_fine_tuned_model_says_what_to_run(finetuned_run):
     import shutil
 
-    from classify.predict import predict
+    from probekit.run import predict
 
     cfg, out = finetuned_run
     shutil.rmtree(out)
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     with pytest.raises(ProbekitError, match="run 'make finetune'"):
         predict(cfg.run_dir, ["happy"], model="finetuned")
@@ -185,7 +185,7 @@ def test_predict_without_a_fine_tuned_model_says_what_to_run(finetuned_run):
 def test_training_curves_go_to_an_offline_wandb_run(finetuned_run, tmp_path, monkeypatch):
     import wandb
 
-    from analysis.wandb_log import log_finetune
+    from probekit.stages.analysis.wandb_log import log_finetune
 
     for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))

@@ -25,8 +25,8 @@ pytest.importorskip("datasets")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from extract.config import load_config  # noqa: E402
-from extract.data import DataError, load  # noqa: E402
+from probekit.core.config import load_config  # noqa: E402
+from probekit.stages.extract.data import DataError, load  # noqa: E402
 
 LABELS = ["a", "b", "c", "d"]
 SPLITS = ("train", "validation", "test")

@@ -19,12 +19,13 @@ torch = pytest.importorskip("torch")
 
 from test_hardening_data import LABELS, expected_counts, messy_split, texts, write_split  # noqa: E402
 
-from extract.cache import read_cache  # noqa: E402
-from extract.cli import main  # noqa: E402
-from extract.config import ConfigError, ProbekitError, load_config  # noqa: E402
-from extract.encode import load_encoder, run_extract  # noqa: E402
-from extract.engine import Extractor  # noqa: E402
-from extract.pooling import parse_pooling  # noqa: E402
+from probekit.cli import main  # noqa: E402
+from probekit.core.cache import read_cache  # noqa: E402
+from probekit.core.config import load_config  # noqa: E402
+from probekit.core.errors import ConfigError, ProbekitError  # noqa: E402
+from probekit.core.pooling import parse_pooling  # noqa: E402
+from probekit.stages.extract.encode import load_encoder, run_extract  # noqa: E402
+from probekit.stages.extract.engine.extractor import Extractor  # noqa: E402
 
 MAX_LENGTH = 16
 
@@ -267,7 +268,7 @@ def test_set_cannot_turn_on_remote_code_and_the_default_is_off():
 
 
 def test_only_model_loading_commands_take_the_flag():
-    from extract.cli import build_parser
+    from probekit.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["extract", "--trust-remote-code"]).trust_remote_code is True

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, make_config, toy_overrides
 
-from extract.cli import main
-from extract.runlock import LOCK_NAME, TIMEOUT_ENV, RunLockedError, run_lock
+from probekit.cli import main
+from probekit.core.runlock import LOCK_NAME, TIMEOUT_ENV, RunLockedError, run_lock
 
 SHARDED = ("encoder.shard_rows=8", "encoder.dtype='float32'", "report.wandb=False")  # toy data: 10 shards
 
@@ -80,8 +80,8 @@ def runs(tmp_path, toy_data, tiny_encoder):
 
 
 def _reference(tmp_path, overrides):
-    from extract.cache import read_cache
-    from extract.encode import run_extract
+    from probekit.core.cache import read_cache
+    from probekit.stages.extract.encode import run_extract
 
     c = read_cache(run_extract(make_config(tmp_path / "reference", *overrides)))
     return {(s, p): np.array(c.X(s, p)) for s in c.splits for p in c.poolings}
@@ -90,10 +90,10 @@ def _reference(tmp_path, overrides):
 @pytest.mark.slow
 def test_disk_full_during_shards_stops_with_one_line_and_the_rerun_resumes(tmp_path, runs, monkeypatch, capsys,
                                                                           caplog):
-    import extract.cache
-    import extract.shards
-    from extract.cache import read_cache
-    from extract.engine import Extractor
+    from probekit.core import cache
+    from probekit.core.cache import read_cache
+    from probekit.stages.extract.engine import shards
+    from probekit.stages.extract.engine.extractor import Extractor
 
     a, b = runs
     artifacts = tmp_path / "artifacts"
@@ -102,7 +102,7 @@ def test_disk_full_during_shards_stops_with_one_line_and_the_rerun_resumes(tmp_p
     key_a = read_cache(features).manifest["cache_key"]
 
     disk = FullDisk(budget=8_000)  # about three shards: the fourth fills the disk part-way
-    for module in (extract.shards, extract.cache):
+    for module in (shards, cache):
         monkeypatch.setattr(module, "open", disk.open, raising=False)
     assert main(_cli_args(b, artifacts)) == 2
     err = capsys.readouterr().err.strip()
@@ -136,9 +136,9 @@ def test_disk_full_during_shards_stops_with_one_line_and_the_rerun_resumes(tmp_p
 
 @pytest.mark.slow
 def test_disk_full_while_assembling_keeps_the_old_cache_and_every_shard(tmp_path, runs, monkeypatch, capsys):
-    import extract.cache
-    from extract.cache import read_cache
-    from extract.engine import Extractor
+    from probekit.core import cache
+    from probekit.core.cache import read_cache
+    from probekit.stages.extract.engine.extractor import Extractor
 
     a, b = runs
     artifacts = tmp_path / "artifacts"
@@ -147,7 +147,7 @@ def test_disk_full_while_assembling_keeps_the_old_cache_and_every_shard(tmp_path
     before = read_cache(features).manifest
 
     disk = FullDisk(budget=2_000, which=lambda p: ".X." in p)  # the assembled feature files only
-    monkeypatch.setattr(extract.cache, "open", disk.open, raising=False)
+    monkeypatch.setattr(cache, "open", disk.open, raising=False)
     assert main(_cli_args(b, artifacts)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no space left on the device" in err, err
@@ -170,7 +170,7 @@ def test_disk_full_while_assembling_keeps_the_old_cache_and_every_shard(tmp_path
 
 
 def test_other_write_errors_are_not_reported_as_disk_full(tmp_path):
-    from extract.cache import disk_full
+    from probekit.core.errors import disk_full
 
     assert disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path, "x") is None
     err = disk_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "features", "kept")
@@ -181,7 +181,7 @@ def test_other_write_errors_are_not_reported_as_disk_full(tmp_path):
 
 HOLD = """
 import sys, time
-from extract.runlock import run_lock
+from probekit.core.runlock import run_lock
 with run_lock(sys.argv[1], "extract", timeout=0):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -256,7 +256,7 @@ def test_the_cli_refuses_a_busy_run_folder_with_one_line(tmp_path, monkeypatch, 
 
 
 def test_a_bad_timeout_setting_is_one_line(tmp_path, monkeypatch):
-    from extract.config import ProbekitError
+    from probekit.core.errors import ProbekitError
 
     monkeypatch.setenv(TIMEOUT_ENV, "soon")
     with pytest.raises(ProbekitError, match="PROBEKIT_LOCK_TIMEOUT='soon' must be a number"), \
@@ -268,12 +268,12 @@ def test_a_bad_timeout_setting_is_one_line(tmp_path, monkeypatch):
 def test_two_extracts_at_once_on_one_run_folder(tmp_path, runs):
     """A second real `probekit extract` started while the first is writing shards: it waits for
     the lock, then reuses the finished cache; the cache is whole and equal to a single run's."""
-    from extract.cache import read_cache
+    from probekit.core.cache import read_cache
 
     a, _ = runs
     artifacts, run_dir = tmp_path / "artifacts", tmp_path / "artifacts" / "demo"
     env = {**os.environ, "PYTHONPATH": str(ROOT), TIMEOUT_ENV: "300", "PROBEKIT_SHARD_PAUSE_S": "0.6"}
-    cmd = [sys.executable, "-m", "extract", *_cli_args(a, artifacts)]
+    cmd = [sys.executable, "-m", "probekit", *_cli_args(a, artifacts)]
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and first.poll() is None and not list(run_dir.glob("features.partial-*/*.json")):

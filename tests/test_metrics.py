@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from classify.metrics import predict_labels, score
+from probekit.core.metrics import predict_labels, score
 
 
 def test_multilabel_by_hand():

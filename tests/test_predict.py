@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import make_config, toy_overrides, toy_rows, write_jsonl
 
-from classify.predict import format_rows, predict, read_texts
-from classify.train import run_classify
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
+from probekit.run import format_rows, predict, read_texts
+from probekit.stages.classify.train import run_classify
 
 FAST = ["classify.n_jobs=1", "classify.logreg_C=1.0", "classify.logreg_class_weight=['none']",
         "classify.tfidf_C=4.0", "classify.n_bootstrap=20", "classify.rf_n_estimators=10"]
@@ -20,7 +20,7 @@ FAST = ["classify.n_jobs=1", "classify.logreg_C=1.0", "classify.logreg_class_wei
 def words_run(tmp_path_factory, _tiny_encoder_dir):
     """A run over toy texts whose words carry the labels, features from the tiny encoder."""
     pytest.importorskip("torch")
-    from extract.encode import run_extract
+    from probekit.stages.extract.encode import run_extract
 
     tmp = tmp_path_factory.mktemp("predict")
     data = tmp / "toy"
@@ -45,9 +45,10 @@ def test_tfidf_model_predicts_from_words(words_run):
 
 
 def test_features_model_runs_the_run_encoder(words_run):
-    from classify.models import predict_scores
-    from classify.persist import load_model
-    from extract.cache import features_dir, read_cache
+    from probekit.core.cache import read_cache
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.classify.models import predict_scores
+    from probekit.stages.classify.persist import load_model
 
     cache = read_cache(features_dir(words_run))
     texts = cache.texts("test")[:3]
@@ -59,9 +60,10 @@ def test_features_model_runs_the_run_encoder(words_run):
 
 
 def test_hybrid_reads_the_words_and_the_run_encoder(words_run):
-    from classify.models import BOTH, LogitFusion, model_input, predict_scores
-    from classify.persist import load_model
-    from extract.cache import features_dir, read_cache
+    from probekit.core.cache import read_cache
+    from probekit.core.runfolder import features_dir
+    from probekit.stages.classify.models import BOTH, LogitFusion, model_input, predict_scores
+    from probekit.stages.classify.persist import load_model
 
     cache = read_cache(features_dir(words_run))
     texts = cache.texts("test")[:3]

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, make_config, write_fake_cache
 
-from analysis.search import PARAMS, main, parse_trial, run_search, search_path
-from extract.config import ConfigError, SearchSection
+from probekit.core.config import SearchSection
+from probekit.core.errors import ConfigError
+from probekit.stages.classify.search import PARAMS, main, parse_trial, run_search, search_path
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_sweep_file_matches_the_trial_entry_point(cfg, tmp_path):
     SearchSection(C=tuple(params["C"]), class_weight=tuple(params["class_weight"]),
                   thresholds=tuple(params["thresholds"]))  # every value is valid
     command = sweep["command"]
-    assert command[2:4] == ["-m", "analysis.search"] and command[-1] == "${args_no_hyphens}"
+    assert command[2:4] == ["-m", "probekit.stages.classify.search"] and command[-1] == "${args_no_hyphens}"
     assert (ROOT / command[command.index("--config") + 1]).is_file()
     # what an agent runs, one trial per call (W&B disabled here)
     argv = ["--artifacts", str(tmp_path / "artifacts"), "--set", "classify.n_jobs=1",

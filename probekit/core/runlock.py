@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
 
 try:
     import fcntl

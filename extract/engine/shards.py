@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.cache import sha256_file, write_json_atomic
+from probekit.core.runfolder import sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -174,8 +174,9 @@ def random_model(shape: str, out: Path, seed: int = 0) -> str:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from extract.config import ConfigError, EncoderSection
-    from extract.encode import resolve_model
+    from probekit.core.config import EncoderSection
+    from probekit.core.errors import ConfigError
+    from probekit.stages.extract.encode import resolve_model
 
     hint = "use e.g. 'distilbert' (distilbert-base-uncased's shape) or 'bert', or '' for [encoder] model."
     try:

@@ -9,9 +9,9 @@ only, so the output does not depend on hash randomisation.
 
 Run it from the repository root to (re)write the shipped files::
 
-    python -m extract.demo_data [--out DIR] [--seed N]
+    python -m tests.demo_data [--out DIR] [--seed N]
 
-``DIR`` defaults to the ``demo/`` folder beside this module. It receives
+``DIR`` defaults to ``extract/demo/``, the shipped demo data. It receives
 ``train.jsonl`` (360 rows), ``validation.jsonl`` (120), ``test.jsonl`` (120),
 ``labels.txt`` and ``README.md``.
 """
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise", "neutral"]
 SPLITS = {"train": 360, "validation": 120, "test": 120}
-DEFAULT_OUT = Path(__file__).parent / "demo"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "extract" / "demo"  # the shipped demo data
 TWO_LABEL_FRACTION = 0.2
 AMBIGUOUS_RATE = 0.06
 MIN_WORDS, MAX_WORDS = 6, 25
@@ -214,7 +214,7 @@ shipped so that probekit's examples and tests run without downloading anything.
 
 **How it was made.** Entirely synthetic: texts are assembled from hand-written templates
 (openers, emotion-bearing clauses per label, topics, endings, occasional emoji) by
-`python -m extract.demo_data` (seed {seed}). About 20% of rows carry two labels (never
+`python -m tests.demo_data` (seed {seed}). About 20% of rows carry two labels (never
 `neutral` with another label), a few rows are deliberately ambiguous, and no text occurs
 twice across the splits. Do not draw conclusions about real emotion data from it.
 

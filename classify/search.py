@@ -1,6 +1,6 @@
 """Search the classify settings on the cached features, with no server: each trial a W&B run.
 
-    probekit search --config configs/demo.toml          (or: make search; or python -m analysis.search)
+    probekit search --config configs/demo.toml          (or: make search; or python -m probekit.stages.classify.search)
 
 A grid over C, class weight, feature set (pooling) and threshold strategy (``[search]``, see
 :class:`extract.config.SearchSection`), for one model (default ``logreg``). Every trial
@@ -11,7 +11,7 @@ default) in the group ``<run>-search``, so the W&B UI compares them (parallel co
 over C, class_weight, pooling, thresholds).
 
 With a W&B server, ``configs/sweep.yaml`` runs the same trials as a W&B sweep: the agent
-calls ``python -m analysis.search ... C=0.1 class_weight=balanced pooling=cls thresholds=tune``,
+calls ``python -m probekit.stages.classify.search ... C=0.1 class_weight=balanced pooling=cls thresholds=tune``,
 one trial per call (a sweep needs a server; this module alone does not).
 """
 
@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from classify import models
-from classify.metrics import score
-from classify.select import fit_candidate, thresholds_for
-from extract.cache import write_json_atomic
-from extract.config import Config, ConfigError, ProbekitError, SearchSection, load_config
+from probekit.core.config import Config, SearchSection, load_config
+from probekit.core.errors import ConfigError, ProbekitError
+from probekit.core.metrics import score
+from probekit.core.runfolder import write_json_atomic
+from probekit.stages.classify import models
+from probekit.stages.classify.select import fit_candidate, thresholds_for
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
 
 
 def _log_trial(cfg: Config, trial: dict, model: str, group: str, manifest: dict, name: str | None) -> str | None:
-    from analysis.wandb_log import finish_run, wandb_run
+    from probekit.stages.analysis.wandb_log import finish_run, wandb_run
 
     with wandb_run(cfg, "search", manifest, group=group, name=name,
                    extra_config={"search_model": model, **trial["params"]}) as run:
@@ -109,7 +110,7 @@ def _log_trial(cfg: Config, trial: dict, model: str, group: str, manifest: dict,
 def load_data(cfg: Config):
     """classify's reader of the cache (imported here: classify.train pulls in skops, which
     imports torch when it is installed)."""
-    from classify.train import load_data as load
+    from probekit.stages.classify.train import load_data as load
 
     return load(cfg)
 
@@ -181,7 +182,8 @@ def run_one(cfg: Config, params: dict, section: SearchSection | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.search", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m probekit.stages.classify.search",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="TOML preset (default: the embedded demo)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--data", help="data directory of a local-files preset (sets data.path)")

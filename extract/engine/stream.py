@@ -21,11 +21,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from extract import dist
-from extract.cache import CacheWriter, disk_full
-from extract.config import Config
-from extract.engine import Extractor
-from extract.shards import Chunk, ShardStore, partial_dir, plan_chunks, remove_other_partials
+from probekit.core.cache import CacheWriter
+from probekit.core.config import Config
+from probekit.core.errors import disk_full
+from probekit.stages.extract.engine import dist
+from probekit.stages.extract.engine.extractor import Extractor
+from probekit.stages.extract.engine.shards import Chunk, ShardStore, partial_dir, plan_chunks, remove_other_partials
 
 logger = logging.getLogger(__name__)
 

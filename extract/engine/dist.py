@@ -1,4 +1,4 @@
-"""Several processes, one cache: ``torchrun --nproc_per_node N -m extract extract ...``.
+"""Several processes, one cache: ``torchrun --nproc_per_node N -m probekit extract ...``.
 
 torchrun sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``; with more
 than one process, :func:`init` joins the process group (nccl on CUDA, gloo on CPU). Every
@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def init(world: World, device: str, timeout_s: int = 3600) -> World:
     for var in ("MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
             raise ProbekitError(f"WORLD_SIZE={world.size} but {var} is not set: start the ranks with "
-                                "torchrun --nproc_per_node N -m extract extract ...")
+                                "torchrun --nproc_per_node N -m probekit extract ...")
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         import torch

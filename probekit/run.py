@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from classify import models
-from classify.metrics import predict_labels
-from classify.persist import load_model
-from extract.cache import MANIFEST_NAME, METRICS_NAME, features_dir
-from extract.config import ProbekitError
+from probekit.core.errors import ProbekitError
+from probekit.core.metrics import predict_labels
+from probekit.core.runfolder import MANIFEST_NAME, METRICS_NAME, features_dir
+from probekit.stages.classify import models
+from probekit.stages.classify.persist import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def predict(run_dir: str | Path, texts: list[str], model: str | None = None) -> 
     if name not in metrics["models"]:
         raise ProbekitError(f"--model {name!r}: this run has {', '.join(metrics['models'])}.")
     if name == "finetuned":  # the fine-tuned encoder reads the texts itself (imports torch)
-        from extract.finetune import predict_texts
+        from probekit.stages.extract.finetune import predict_texts
 
         P, entry = predict_texts(run_dir, texts)
         labels = metrics["labels"]
@@ -98,8 +98,8 @@ def encode_like_cache(manifest: dict, texts: list[str], pooling: str) -> np.ndar
     Imports torch (the extract extra). Refuses when the encoder's weights are no longer
     the ones the cache was built with.
     """
-    from extract import encode
-    from extract.config import EncoderSection
+    from probekit.core.config import EncoderSection
+    from probekit.stages.extract import encode
 
     enc = EncoderSection(**{k: (tuple(v) if isinstance(v, list) else v)
                             for k, v in manifest["config"]["encoder"].items()})

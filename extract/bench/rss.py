@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from extract.cache import MANIFEST_NAME, features_dir
-from extract.config import PROJECT_ROOT, SPLITS, Config, DataSection, json_ready
+from probekit.core.config import PROJECT_ROOT, Config, DataSection, json_ready
+from probekit.core.runfolder import MANIFEST_NAME, SPLITS, features_dir
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _MARK = "PROBEKIT_RSS "
 _CHILD = f"""
 import json, sys, time
 import datasets, torch, transformers  # imported before the clock starts: the time is work after imports
-from extract.cli import main
+from probekit.cli import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
 seconds = time.perf_counter() - t

@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
-from extract.batching import Tokenized, aggregate_windows, pad_batch, plan_batches, tokenize
-from extract.fastpath import first_token_only, fused_last_layer
-from extract.pooling import PoolingSpec, needs_hidden_states, pool_batch
+from probekit.core.pooling import PoolingSpec, needs_hidden_states
+from probekit.stages.extract.engine.batching import Tokenized, aggregate_windows, pad_batch, plan_batches, tokenize
+from probekit.stages.extract.engine.fastpath import first_token_only, fused_last_layer
+from probekit.stages.extract.engine.pooling import pool_batch
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Extractor:
 
         import torch
 
-        from extract.config import ProbekitError
+        from probekit.core.errors import ProbekitError
 
         gc.collect()
         if self.cuda:

@@ -16,127 +16,32 @@ assembling a cache never holds a whole split in memory. This module is torch-fre
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import logging
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from extract.config import ProbekitError
+from probekit.core.errors import CacheError
+from probekit.core.runfolder import (
+    MANIFEST_NAME,
+    TEXTS_SUFFIX,
+    Y_SUFFIX,
+    git_commit,
+    sha256_file,
+    write_json_atomic,
+    x_name,
+)
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-MANIFEST_NAME = "manifest.json"
-FEATURES_DIRNAME = "features"
-X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
-# The classify stage's outputs, read by the report (see README, "metrics.json").
-METRICS_NAME = "metrics.json"
-SCORES_DIRNAME = "scores"
-MODELS_DIRNAME = "models"
-
-
-class CacheError(ProbekitError):
-    """A cache that exists but cannot be trusted (wrong schema, shape, dtype or checksum)."""
-
-
-class DiskFullError(ProbekitError):
-    """A write failed for lack of space (or quota); nothing half-written was kept."""
-
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full(e: OSError, folder: str | Path, kept: str) -> DiskFullError | None:
-    """A one-line :class:`DiskFullError` for an OSError that means 'disk full', else None.
-
-    Args:
-        folder: where the write went (its free space is reported).
-        kept: what is still there and trusted, e.g. "finished shards are kept in ...".
-    """
-    if getattr(e, "errno", None) not in NO_SPACE:
-        return None
-    try:
-        free = f"{shutil.disk_usage(Path(folder).parent).free / 2**20:.0f} MiB free"
-    except OSError:
-        free = "free space unknown"
-    return DiskFullError(f"no space left on the device writing under {folder} ({free}); the run stopped and "
-                         f"nothing half-written was kept: {kept}. Free some space (or pass --artifacts DIR "
-                         "on another disk) and run again.")
-
-
-def features_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / FEATURES_DIRNAME
-
-
-def x_name(split: str, pooling: str | None = None) -> str:
-    """File name of a split's features: the default pooling (None) or another one."""
-    return f"{split}{X_SUFFIX}" if pooling is None else f"{split}.X.{pooling}.npy"
-
-
-def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
-    """float32 (n_rows, n_labels) probabilities of `model` on `split`, columns in label order."""
-    return Path(run_dir) / SCORES_DIRNAME / f"{model}.{split}.npy"
-
-
-def write_scores(run_dir: str | Path, model: str, split: str, P: np.ndarray) -> Path:
-    """Write :func:`scores_path` (temporary name, then rename: never half a file under the real name)."""
-    path = scores_path(run_dir, model, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, P, allow_pickle=False)
-    tmp.replace(path)
-    return path
-
-
-def cache_key(identity: dict) -> str:
-    """Short stable hash of everything that determines the features."""
-    blob = json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def write_json_atomic(path: str | Path, obj: object) -> None:
-    """Write JSON to a temporary name in the same folder, then rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or an interrupt: leave no partial file behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fsync(path: Path) -> None:

@@ -19,8 +19,9 @@ import argparse
 import logging
 import sys
 
-from extract.config import ProbekitError, load_config
-from extract.runlock import run_lock
+from probekit.core.config import load_config
+from probekit.core.errors import ProbekitError
+from probekit.core.runlock import run_lock
 
 logger = logging.getLogger("probekit")
 
@@ -29,8 +30,8 @@ DEFAULT_CONFIG = "configs/demo.toml"
 
 def _extract(cfg) -> None:
     _need_torch("extract")
-    from extract.cache import MANIFEST_NAME, features_dir
-    from extract.encode import run_extract
+    from probekit.core.runfolder import MANIFEST_NAME, features_dir
+    from probekit.stages.extract.encode import run_extract
 
     manifest = features_dir(cfg.run_dir) / MANIFEST_NAME
     before = manifest.stat().st_mtime_ns if manifest.is_file() else None
@@ -39,7 +40,7 @@ def _extract(cfg) -> None:
         # the cache was reused as it was: its W&B run was logged when it was built
         logger.info("extract: W&B: nothing new to log (the cache's run was logged when it was built)")
     elif cfg.report.wandb:
-        from analysis.wandb_log import log_extract
+        from probekit.stages.analysis.wandb_log import log_extract
 
         log_extract(cfg, out)
 
@@ -58,45 +59,45 @@ def _need_torch(stage: str) -> None:
 
 def _finetune(cfg) -> None:
     _need_torch("finetune")
-    from extract.finetune import run_finetune
+    from probekit.stages.extract.finetune import run_finetune
 
     out = run_finetune(cfg)
     if cfg.report.wandb:
-        from analysis.wandb_log import log_finetune
+        from probekit.stages.analysis.wandb_log import log_finetune
 
         log_finetune(cfg, out)
 
 
 def _classify(cfg) -> None:
-    from classify.train import run_classify
+    from probekit.stages.classify.train import run_classify
 
     out = run_classify(cfg)
     if cfg.report.wandb:
-        from analysis.wandb_log import log_classify
+        from probekit.stages.analysis.wandb_log import log_classify
 
         log_classify(cfg, out)
 
 
 def _search(cfg) -> None:
-    from analysis.search import run_search
+    from probekit.stages.classify.search import run_search
 
     run_search(cfg)
 
 
 def _report(cfg) -> None:
-    from analysis.report import build_report
+    from probekit.stages.analysis.report import build_report
 
     build_report(cfg)
 
 
 def _bench_extract(cfg) -> None:
-    from extract.bench import run_bench
+    from probekit.stages.extract.bench.run import run_bench
 
     run_bench(cfg)
 
 
 def _predict(args) -> None:
-    from classify.predict import format_rows, predict, read_texts
+    from probekit.run import format_rows, predict, read_texts
 
     texts = read_texts(args.text, args.file, args.column)
     result = predict(args.run, texts, model=args.model)

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import data as data_mod
-from extract.batching import tokenize
-from extract.bench_baselines import (
+from probekit.core.config import PROJECT_ROOT, Config, DataSection, load_config
+from probekit.core.errors import ConfigError
+from probekit.core.runfolder import write_json_atomic
+from probekit.stages.extract import data as data_mod
+from probekit.stages.extract.bench.baselines import (
     BookRecipe,
     SentenceTransformersEncode,
     flop_counter,
@@ -37,9 +39,15 @@ from extract.bench_baselines import (
     random_model,
     sustained_fp32_gflops,
 )
-from extract.cache import write_json_atomic
-from extract.config import PROJECT_ROOT, Config, ConfigError, DataSection, load_config
-from extract.encode import cpu_threads, load_encoder, make_extractor, pick_device, resolve_dtype, resolve_model
+from probekit.stages.extract.encode import (
+    cpu_threads,
+    load_encoder,
+    make_extractor,
+    pick_device,
+    resolve_dtype,
+    resolve_model,
+)
+from probekit.stages.extract.engine.batching import tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +209,7 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
     elif b.f1_test_texts >= 0 and "float32" in extractors:
         _add_f1(cfg, ds, result, extractors, features)
     if b.rss:
-        from extract.bench_rss import rss_report
+        from probekit.stages.extract.bench.rss import rss_report
 
         result["rss"] = rss_report(cfg, data_cfg)
     result["conditions"] = {

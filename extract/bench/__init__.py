@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench-extract``): they time things, so they are not tests."""

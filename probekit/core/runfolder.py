@@ -1,0 +1,102 @@
+"""The run folder's layout and how files get into it: names, paths, atomic writes, hashes.
+
+    <artifacts>/<run>/
+        features/                      the feature cache (probekit.core.cache; written by extract)
+        finetuned/                     the fine-tuned encoder and its scores (written by finetune)
+        scores/<model>.<split>.npy     float32 probabilities of every classify model (written by classify)
+        models/<model>.skops|.json     fitted classify models (written by classify)
+        metrics.json                   every model's metrics (written by classify; read by report)
+        report/                        the HTML report and plots (written by report)
+
+Every file name lives here, once. Torch-free and sklearn-free: every stage imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+MANIFEST_NAME = "manifest.json"
+FEATURES_DIRNAME = "features"
+X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
+# The classify stage's outputs, read by the report (see README, "metrics.json").
+METRICS_NAME = "metrics.json"
+SCORES_DIRNAME = "scores"
+MODELS_DIRNAME = "models"
+
+
+FINETUNED_DIRNAME = "finetuned"
+FINETUNED_MODEL = "finetuned"  # its name among the models of metrics.json
+FINETUNED_RESULT = "result.json"  # <run>/finetuned/result.json: its entry and training history
+
+
+def features_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / FEATURES_DIRNAME
+
+
+def x_name(split: str, pooling: str | None = None) -> str:
+    """File name of a split's features: the default pooling (None) or another one."""
+    return f"{split}{X_SUFFIX}" if pooling is None else f"{split}.X.{pooling}.npy"
+
+
+def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
+    """float32 (n_rows, n_labels) probabilities of `model` on `split`, columns in label order."""
+    return Path(run_dir) / SCORES_DIRNAME / f"{model}.{split}.npy"
+
+
+def write_scores(run_dir: str | Path, model: str, split: str, P: np.ndarray) -> Path:
+    """Write :func:`scores_path` (temporary name, then rename: never half a file under the real name)."""
+    path = scores_path(run_dir, model, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, P, allow_pickle=False)
+    tmp.replace(path)
+    return path
+
+
+def cache_key(identity: dict) -> str:
+    """Short stable hash of everything that determines the features."""
+    blob = json.dumps(identity, sort_keys=True, ensure_ascii=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    """Write JSON to a temporary name in the same folder, then rename it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
