@@ -18,8 +18,9 @@ COLUMN ?=
 MODEL ?=
 FORMAT ?= table
 
-# bench-extract reads GoEmotions' layout unless CONFIG is given on the command line
-BENCH_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/goemotions-local.toml)
+# bench-extract times the config's [data]: CONFIG when given on the command line, else GoEmotions'
+# layout when DATA names its folder, else the demo data
+BENCH_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(if $(DATA),configs/goemotions-local.toml,configs/demo.toml))
 
 BIN := $(VENV)/bin
 args = --config $(1) $(if $(DATA),--data $(DATA)) --artifacts $(ARTIFACTS) $(foreach s,$(SET),--set $(s))
@@ -47,7 +48,7 @@ classify: $(VENV)/.core
 report: $(VENV)/.core
 	$(BIN)/probekit report $(ARGS)
 
-## finetune: fine-tune the encoder end to end; adds model "finetuned" to metrics.json (CONFIG, DATA, ARTIFACTS, SET)
+## finetune: fine-tune the encoder end to end into <run>/finetuned/; make classify then scores it (CONFIG, DATA, ARTIFACTS, SET)
 .PHONY: finetune
 finetune: $(VENV)/.extract
 	$(BIN)/probekit finetune $(ARGS)
@@ -65,7 +66,7 @@ predict: $(VENV)/.extract
 ## ---- benchmarks (not tests: they time things) ------------------------------------
 
 ## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table;
-##   DATA=<GoEmotions dir>, default ../shared/data/goemotions when present, else the demo data)
+##   DATA=<GoEmotions dir> times that copy (configs/goemotions-local.toml); no DATA times the demo data)
 .PHONY: bench-extract
 bench-extract: $(VENV)/.extract
 	$(BIN)/probekit bench-extract $(call args,$(BENCH_CONFIG))

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from probekit.core.metrics import predict_labels
-from probekit.stages.classify import models
+from probekit.stages.classify import models, registry
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray, n_labels: int, multi_label:
     Args:
         X: train features; y: class ids (single-label) or the 0/1 matrix (multi-label).
         params: ``C`` and ``class_weight`` of the logistic regression.
-        classify_cfg: the ``[classify]`` section (max_iter, n_jobs).
+        classify_cfg: the ``[classify]`` section (n_jobs; logreg's max_iter in [classify.logreg]).
     """
     t0 = time.perf_counter()
     X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
@@ -94,9 +94,9 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray, n_labels: int, multi_label:
     out = np.zeros((len(X), n_labels), dtype=np.float32)
     if len(X) < 5000:  # worker start-up would cost more than the fits
         classify_cfg = dataclasses.replace(classify_cfg, n_jobs=1)
-    cand = models.Candidate("logreg", dict(params), "oof")
+    cand = registry.Candidate("logreg", dict(params), "oof")
     for fit_rows, held_out in splitter:
-        est = models.build(cand, classify_cfg, seed, n_features=X.shape[1], multi_label=multi_label)
+        est = registry.build(cand, classify_cfg, seed, n_features=X.shape[1], multi_label=multi_label)
         est.fit(X[fit_rows], y[fit_rows])
         out[held_out] = models.predict_scores(est, X[held_out], n_labels)
     logger.info("report: out-of-fold probe on %d rows, %d folds (%.1fs)", len(X), n_folds, time.perf_counter() - t0)

@@ -210,7 +210,7 @@ def build_report(cfg: Config) -> Path:
     }
     write_json_atomic(out / REPORT_JSON_NAME, report)
     if cfg.report.wandb:
-        from probekit.stages.analysis.wandb_log import TestEvidence, log_report
+        from probekit.stages.analysis.wandb_evidence import TestEvidence, log_report
 
         evidence = TestEvidence(best, labels, ptype, Y, scores[best], preds[best], high_loss[best],
                                 None if label_errs is None else label_errs["rows"])

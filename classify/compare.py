@@ -1,19 +1,19 @@
-"""Scoring blocks and the cross-model comparison, shared by classify and the fine-tuning path.
+"""Scoring blocks and the cross-model comparison of every model of a run.
 
-Every model of a run (the scikit-learn ones and ``finetuned``) is scored by the same
-functions: :func:`split_block` makes a split's metrics.json block (fixed threshold, plus
-the tuned one), and :func:`compare` reads every model's test scores back from
-``<run>/scores/`` and adds bootstrap intervals and paired comparisons against the best
-model on validation. :func:`merge_model` puts one more model into an existing
-``metrics.json`` (or starts one) and recomputes the comparison.
+Every model (the scikit-learn ones and ``finetuned``) is scored by the same functions:
+:func:`split_block` makes a split's metrics.json block (fixed threshold, plus the tuned
+one), and :func:`compare_predictions` adds bootstrap intervals and paired comparisons
+against the best model on validation. :func:`gather_finetuned` brings in the fine-tuned
+model from the files ``probekit finetune`` left in ``<run>/finetuned/`` (the stages meet
+only in files): its probabilities are scored here, like the others'.
 
-Torch-free: ``extract/finetune.py`` calls it after training, classify after fitting.
+Torch-free: classify and the report import it.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +22,21 @@ from sklearn.metrics import confusion_matrix
 from probekit.core.config import ClassifySection
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels, score
-from probekit.core.runfolder import METRICS_NAME, scores_path, write_json_atomic
+from probekit.core.runfolder import (
+    FINETUNED_DIRNAME,
+    FINETUNED_MODEL,
+    FINETUNED_RESULT,
+    FINETUNED_SCORED_SPLITS,
+    finetuned_dir,
+    finetuned_scores_path,
+    scores_path,
+    write_scores,
+)
 from probekit.stages.classify import bootstrap
-from probekit.stages.classify.models import BASELINES
-from probekit.stages.classify.select import SELECTION_METRIC
+from probekit.stages.classify.registry import BASELINES
+from probekit.stages.classify.select import SELECTION_METRIC, Data, thresholds_for
+
+logger = logging.getLogger(__name__)
 
 METRICS_SCHEMA_VERSION = 2
 
@@ -93,57 +104,78 @@ def compare(models: dict, run_dir: str | Path, Y_test: np.ndarray, problem_type:
     return compare_predictions(models, test_preds, Y_test, cfg, seed)
 
 
-def merge_model(run_dir: str | Path, name: str, entry: dict, Y_test: np.ndarray, label_names: list[str],
-                problem_type: str, n_rows: dict, cfg: ClassifySection, seed: int, run_name: str) -> Path:
-    """Add (or replace) model `name` in ``<run>/metrics.json`` and recompute the comparison.
+def _finetuned_mismatch(result: dict, data: Data, fingerprints: dict | None) -> str | None:
+    """Why the fine-tuned model was not made on the cache's rows, or None when it was."""
+    n_rows = {s: int(len(data.texts[s])) for s in data.texts}
+    if fingerprints and result.get("dataset_fingerprint") != fingerprints:
+        return "it was trained on other data rows (dataset fingerprints differ)"
+    if result.get("label_names") != list(data.label_names) or result.get("problem_type") != data.problem_type:
+        return f"its labels {result.get('label_names')} ({result.get('problem_type')}) differ from the cache's"
+    if {k: int(v) for k, v in (result.get("n_rows") or {}).items()} != n_rows:
+        return f"its rows per split {result.get('n_rows')} differ from the cache's {n_rows}"
+    return None
 
-    Without a metrics.json yet (fine-tuning before classify), one is started holding only
-    this model; classify keeps the entry when it writes the file later.
+
+def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
+                     fingerprints: dict | None) -> tuple[dict, np.ndarray] | None:
+    """The fine-tuned model's metrics.json entry and test probabilities, scored like classify's models.
+
+    Reads ``<run>/finetuned/`` (result.json and its validation/test probabilities). It is
+    used only when it was made on the same rows as the feature cache (dataset fingerprints,
+    labels, rows per split); otherwise it is left out with a warning. Thresholds are tuned
+    on its validation probabilities as for every model; the probabilities are copied to
+    ``<run>/scores/finetuned.<split>.npy`` beside the others'.
+
+    Returns:
+        (entry, test probabilities), or None when there is no usable fine-tuned model.
     """
-    path = Path(run_dir) / METRICS_NAME
-    if path.is_file():
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-        if metrics.get("labels") != list(label_names) or metrics.get("problem_type") != problem_type:
-            raise ProbekitError(f"{path}: its labels/problem type differ from {name!r}'s; both must come from "
-                                "the same [data] settings (rerun classify or the fine-tuning with the same config).")
-        if {k: int(v) for k, v in (metrics.get("n_rows") or {}).items()} != n_rows:
-            raise ProbekitError(f"{path}: rows per split {metrics.get('n_rows')} differ from {name!r}'s {n_rows}; "
-                                "both must use the same [data] settings.")
-    else:
-        metrics = {"schema_version": METRICS_SCHEMA_VERSION, "run": run_name, "problem_type": problem_type,
-                   "labels": list(label_names), "seed": seed, "features": None, "feature_sets": [],
-                   "n_rows": n_rows, "models": {}, "comparisons": {}}
-    metrics["models"][name] = entry
-    metrics["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    metrics["comparisons"] = compare(metrics["models"], run_dir, np.asarray(Y_test), problem_type, cfg, seed)
-    write_json_atomic(path, metrics)
-    return path
-
-
-def carry_finetuned(run_dir: str | Path, results: dict, test_preds: dict, Y_test: np.ndarray, problem_type: str,
-                    fingerprints: dict | None) -> bool:
-    """Keep the fine-tuned model (``probekit finetune``) in the metrics.json classify rewrites.
-
-    Its entry and test scores are carried over only when they were made on the same rows
-    (the dataset fingerprints match the feature cache's); otherwise they are left out, with
-    a warning. Returns whether it was carried.
-    """
-    import logging
-
-    path = Path(run_dir) / "finetuned" / "result.json"
+    folder = finetuned_dir(run_dir)
+    path = folder / FINETUNED_RESULT
     if not path.is_file():
-        return False
-    entry = json.loads(path.read_text(encoding="utf-8"))
-    scores = scores_path(run_dir, "finetuned", "test")
-    log = logging.getLogger(__name__)
-    if fingerprints and entry.get("dataset_fingerprint") != fingerprints:
-        log.warning("classify: leaving out the fine-tuned model in %s: it was trained on other data rows; "
-                    "rerun make finetune", path.parent)
-        return False
-    P = np.load(scores, allow_pickle=False) if scores.is_file() else None
-    if P is None or P.shape != np.shape(Y_test):
-        log.warning("classify: leaving out the fine-tuned model: %s is missing or stale; rerun make finetune", scores)
-        return False
-    results["finetuned"] = entry
-    test_preds["finetuned"] = (P, predict_labels(P, problem_type, model_threshold(entry)))
-    return True
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    why = _finetuned_mismatch(result, data, fingerprints)
+    if why is None and "history" not in result:
+        why = "its result.json is from an older probekit"
+    P = {}
+    for split in FINETUNED_SCORED_SPLITS:
+        if why is not None:
+            break
+        p = finetuned_scores_path(run_dir, split)
+        P[split] = np.load(p, allow_pickle=False) if p.is_file() else None
+        if P[split] is None or P[split].shape != data.Y[split].shape:
+            why = f"{p} is missing or stale"
+    if why is not None:
+        logger.warning("classify: leaving out the fine-tuned model in %s: %s; rerun make finetune", folder, why)
+        return None
+    names, pt = data.label_names, data.problem_type
+    thr = thresholds_for(P["validation"], data, cfg)
+    blocks = {s: split_block(data.Y[s], P[s], pt, names, cfg.threshold, thr) for s in FINETUNED_SCORED_SPLITS}
+    for s, p in P.items():
+        write_scores(run_dir, FINETUNED_MODEL, s, p)
+    history = result["history"]
+    metric = result.get("config", {}).get("metric", "macro_f1")
+    entry = {
+        "fit_seconds": result["fit_seconds"],
+        "predict_seconds": result["predict_seconds"],
+        "threshold": cfg.threshold,
+        "thresholds": None if thr is None else dict(zip(names, map(float, thr))),
+        "feature_set": None,
+        "input": "texts",
+        "params": result["params"],
+        "config": result["config"],
+        **blocks,
+        "selection": {"metric": f"validation {metric} per epoch (early stopping); scored like classify: "
+                                f"{SELECTION_METRIC}",
+                      "chosen": result["chosen"],
+                      "validation_score": blocks["validation"]["tuned"]["macro_f1"],
+                      "n_candidates": len(history), "seconds": result["fit_seconds"],
+                      "grid": [{"epoch": h["epoch"], "validation_score": h["validation_metric"]} for h in history]},
+        "history": history,
+        "train_rows": result["train_rows"],
+        "seconds_per_1000_train_examples": result["seconds_per_1000_train_examples"],
+        "checkpoint": FINETUNED_DIRNAME,
+        "run_key": result["run_key"],
+        "dataset_fingerprint": result["dataset_fingerprint"],
+    }
+    return entry, P["test"]

@@ -1,20 +1,11 @@
-"""The candidate models and their hyperparameter grids.
+"""The estimators of the registered models, and how any of them scores.
 
-Every model is a scikit-learn estimator (so skops can save it without pickle; the one class
-of our own, LogitFusion, is on classify.persist's trusted list):
-
-| name                  | input            | estimator                                                   |
-|-----------------------|------------------|-------------------------------------------------------------|
-| dummy                 | features         | DummyClassifier(prior): the floor every model must beat     |
-| dummy_stratified      | features         | DummyClassifier(stratified)                                 |
-| dummy_most_frequent   | features         | DummyClassifier(most_frequent)                              |
-| tfidf_logreg          | texts            | TF-IDF word 1..n-grams -> one-vs-rest LogisticRegression     |
-| logreg                | features         | StandardScaler -> one-vs-rest LogisticRegression             |
-| logreg_chain          | features         | StandardScaler -> ClassifierChain(LogisticRegression)        |
-| random_forest         | features         | RandomForestClassifier (one multi-output forest)            |
-| random_forest_ovr     | features         | one-vs-rest RandomForestClassifier (a forest per label)     |
-| hybrid_logreg         | texts + features | LogitFusion: tfidf_logreg + emb_weight x logreg, log-odds    |
-| sgd_stream            | features         | StandardScaler + SGD (log loss) per label, by partial_fit   |
+Every model is declared in classify.registry (name, input, grid, settings); its build function
+lives here, where scikit-learn is imported. Every model is a scikit-learn estimator (so skops
+can save it without pickle; the one class of our own, LogitFusion, is on classify.persist's
+trusted list). A build function takes ``(params, settings, seed, env)``: the candidate's grid
+point, its model's ``[classify.<model>]`` settings, the seed and a ``registry.Env`` (not
+imported here: the registry imports this module when it first builds, not the reverse).
 
 :func:`predict_scores` turns any of them into a (n_rows, n_labels) probability matrix.
 
@@ -30,9 +21,6 @@ tfidf_logreg's and logreg's grids, so the fusion grid costs only its validation 
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from scipy.special import expit, softmax
@@ -46,108 +34,65 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from probekit.core.config import ClassifySection
+from probekit.core.runfolder import BOTH, FEATURES, TEXTS  # noqa: F401  (re-exported)
+from probekit.stages.classify.stream import fit_streaming as _fit_blocks
 
-FEATURES, TEXTS, BOTH = "features", "texts", "both"
-INPUT_KIND = {"tfidf_logreg": TEXTS, "hybrid_logreg": BOTH}
 TEXT_COLUMN = "text"
-BASELINES = ("dummy", "dummy_stratified", "dummy_most_frequent")
-MULTI_LABEL_ONLY = ("logreg_chain", "random_forest_ovr")
-
-
-@dataclass
-class Candidate:
-    """One point of one model's grid."""
-
-    model: str
-    params: dict = field(default_factory=dict)
-    feature_set: str | None = None  # the pooling of the cache it reads; None for texts only
-
-    @property
-    def input_kind(self) -> str:
-        return INPUT_KIND.get(self.model, FEATURES)
-
-    def describe(self) -> dict:
-        return {"feature_set": self.feature_set, **self.params}
-
-
-def _grid(**axes) -> list[dict]:
-    keys = list(axes)
-    return [dict(zip(keys, values)) for values in itertools.product(*(axes[k] for k in keys))]
-
-
-def candidates(name: str, cfg: ClassifySection, poolings: list[str]) -> list[Candidate]:
-    """Every hyperparameter combination of model `name`, over every feature set."""
-    if name in BASELINES:
-        return [Candidate(name, {}, poolings[0])]
-    if name == "tfidf_logreg":
-        return [Candidate(name, p) for p in _grid(C=cfg.tfidf_C, class_weight=cfg.logreg_class_weight)]
-    if name in ("logreg", "logreg_chain"):
-        grid = _grid(C=cfg.logreg_C, class_weight=cfg.logreg_class_weight)
-    elif name in ("random_forest", "random_forest_ovr"):
-        grid = _grid(n_estimators=cfg.rf_n_estimators, max_depth=cfg.rf_max_depth,
-                     min_samples_leaf=cfg.rf_min_samples_leaf, class_weight=cfg.rf_class_weight)
-    elif name == "hybrid_logreg":  # the words' LR (tfidf_logreg's grid) x the features' LR (logreg's) x weight
-        grid = _grid(C=cfg.tfidf_C, class_weight=cfg.logreg_class_weight, emb_C=cfg.logreg_C,
-                     emb_class_weight=cfg.logreg_class_weight, emb_weight=cfg.hybrid_emb_weight)
-    elif name == "sgd_stream":
-        grid = _grid(alpha=tuple(1.0 / (c * 1000.0) for c in cfg.logreg_C))
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    return [Candidate(name, p, pool) for pool in poolings for p in grid]
-
-
-def hybrid_parts(c: Candidate) -> tuple[Candidate, Candidate]:
-    """The tfidf_logreg and logreg candidates whose log-odds hybrid candidate `c` adds."""
-    p = c.params
-    return (Candidate("tfidf_logreg", {"C": p["C"], "class_weight": p["class_weight"]}),
-            Candidate("logreg", {"C": p["emb_C"], "class_weight": p["emb_class_weight"]}, c.feature_set))
 
 
 def _cw(value: str):
     return None if value == "none" else value
 
 
-def _tfidf(cfg: ClassifySection) -> TfidfVectorizer:
-    return TfidfVectorizer(ngram_range=(1, cfg.tfidf_ngram_max), min_df=cfg.tfidf_min_df,
-                           max_features=cfg.tfidf_max_features, sublinear_tf=True, dtype=np.float32)
+def build_dummy(params: dict, settings: dict, seed: int, env, strategy: str):
+    return DummyClassifier(strategy=strategy, random_state=seed)
 
 
-def build(c: Candidate, cfg: ClassifySection, seed: int, n_features: int = 0, multi_label: bool = True):
-    """An unfitted estimator for candidate `c`."""
-    p = c.params
-    if c.model in BASELINES:
-        strategy = {"dummy": "prior", "dummy_stratified": "stratified", "dummy_most_frequent": "most_frequent"}
-        return DummyClassifier(strategy=strategy[c.model], random_state=seed)
-    if c.model in ("logreg", "logreg_chain"):
-        lr = LogisticRegression(C=p["C"], class_weight=_cw(p["class_weight"]), max_iter=cfg.logreg_max_iter,
-                                random_state=seed)
-        head = OneVsRestClassifier(lr, n_jobs=cfg.n_jobs) if c.model == "logreg" else \
-            ClassifierChain(lr, order="random", random_state=seed)
-        return make_pipeline(StandardScaler(), head)
-    if c.model == "tfidf_logreg":
-        # lbfgs, not liblinear: liblinear cannot train on the read-only memmaps that joblib's
-        # loky workers receive, and it is no faster here (6.8 s vs 6.7 s per fit on GoEmotions).
-        lr = LogisticRegression(C=p["C"], class_weight=_cw(p["class_weight"]), max_iter=cfg.logreg_max_iter,
-                                random_state=seed)
-        return Pipeline([("tfidf", _tfidf(cfg)), ("ovr", OneVsRestClassifier(lr, n_jobs=cfg.n_jobs))])
-    if c.model == "hybrid_logreg":
-        words, feats = hybrid_parts(c)
-        return LogitFusion(build(words, cfg, seed), build(feats, cfg, seed, n_features, multi_label),
-                           emb_weight=p["emb_weight"])
-    if c.model in ("random_forest", "random_forest_ovr"):
-        rf = RandomForestClassifier(
-            n_estimators=p["n_estimators"], max_depth=p["max_depth"] or None,
-            min_samples_leaf=p["min_samples_leaf"], max_features=cfg.rf_max_features,
-            class_weight=_cw(p["class_weight"]), max_samples=cfg.rf_max_samples or None,
-            n_jobs=cfg.n_jobs, random_state=seed,
-        )
-        return rf if c.model == "random_forest" else OneVsRestClassifier(rf)
-    if c.model == "sgd_stream":  # fitted by classify.stream.fit_streaming, never by fit()
-        sgd = SGDClassifier(loss="log_loss", alpha=p["alpha"], random_state=seed)
-        head = MultiOutputClassifier(sgd, n_jobs=cfg.n_jobs) if multi_label else sgd
-        return make_pipeline(StandardScaler(), head)
-    raise ValueError(f"unknown model {c.model!r}")
+def _lr(params: dict, settings: dict, seed: int) -> LogisticRegression:
+    # lbfgs, not liblinear: liblinear cannot train on the read-only memmaps that joblib's
+    # loky workers receive, and it is no faster here (6.8 s vs 6.7 s per fit on GoEmotions).
+    return LogisticRegression(C=params["C"], class_weight=_cw(params["class_weight"]),
+                              max_iter=settings["max_iter"], random_state=seed)
+
+
+def build_logreg(params: dict, settings: dict, seed: int, env):
+    return make_pipeline(StandardScaler(), OneVsRestClassifier(_lr(params, settings, seed), n_jobs=env.n_jobs))
+
+
+def build_chain(params: dict, settings: dict, seed: int, env):
+    return make_pipeline(StandardScaler(), ClassifierChain(_lr(params, settings, seed), order="random",
+                                                           random_state=seed))
+
+
+def build_tfidf(params: dict, settings: dict, seed: int, env):
+    tfidf = TfidfVectorizer(ngram_range=(1, settings["ngram_max"]), min_df=settings["min_df"],
+                            max_features=settings["max_features"], sublinear_tf=True, dtype=np.float32)
+    return Pipeline([("tfidf", tfidf), ("ovr", OneVsRestClassifier(_lr(params, settings, seed), n_jobs=env.n_jobs))])
+
+
+def build_forest(params: dict, settings: dict, seed: int, env, per_label: bool):
+    rf = RandomForestClassifier(
+        n_estimators=params["n_estimators"], max_depth=params["max_depth"] or None,
+        min_samples_leaf=params["min_samples_leaf"], max_features=settings["max_features"],
+        class_weight=_cw(params["class_weight"]), max_samples=settings["max_samples"] or None,
+        n_jobs=env.n_jobs, random_state=seed,
+    )
+    return OneVsRestClassifier(rf) if per_label else rf
+
+
+def build_fusion(params: dict, settings: dict, seed: int, env):
+    words, feats = env.parts()
+    return LogitFusion(words, feats, emb_weight=params["emb_weight"])
+
+
+def build_sgd(params: dict, settings: dict, seed: int, env):
+    sgd = SGDClassifier(loss="log_loss", alpha=params["alpha"], random_state=seed)
+    return make_pipeline(StandardScaler(), MultiOutputClassifier(sgd, n_jobs=env.n_jobs) if env.multi_label else sgd)
+
+
+def fit_streaming(est, X, y, settings: dict, env):
+    """sgd_stream's fit: partial_fit over row blocks of the memory-mapped features (classify.stream)."""
+    _fit_blocks(est, X, y, env.n_labels, env.multi_label, settings["epochs"], settings["batch_rows"], env.seed)
 
 
 _EPS = 1e-12  # probabilities are clipped to [_EPS, 1 - _EPS] before taking log-odds

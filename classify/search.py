@@ -2,13 +2,14 @@
 
     probekit search --config configs/demo.toml          (or: make search; or python -m probekit.stages.classify.search)
 
-A grid over C, class weight, feature set (pooling) and threshold strategy (``[search]``, see
-:class:`extract.config.SearchSection`), for one model (default ``logreg``). Every trial
-is fitted on train, picked on validation (macro-F1, tuned thresholds when "tune"); test is
-scored too and shown, never used to pick. Writes ``<run>/search/search.json`` (the grid,
-every trial, the best), which the report shows; each trial is one W&B run (offline by
-default) in the group ``<run>-search``, so the W&B UI compares them (parallel coordinates
-over C, class_weight, pooling, thresholds).
+One model's classify grid (``[search] model``, default ``logreg``: its ``[classify.<model>]``
+grid, e.g. C and class weight, with the keys of ``[search.grid]`` replaced), times feature
+set (pooling), times threshold strategy. The trials are classify's own candidates
+(classify.registry.candidates), fitted by classify.select. Every trial is fitted on train,
+picked on validation (macro-F1, tuned thresholds when "tune"); test is scored too and
+shown, never used to pick. Writes ``<run>/search/search.json`` (the grid, every trial, the
+best), which the report shows; each trial is one W&B run (offline by default) in the group
+``<run>-search``, so the W&B UI compares them (parallel coordinates over the grid's keys).
 
 With a W&B server, ``configs/sweep.yaml`` runs the same trials as a W&B sweep: the agent
 calls ``python -m probekit.stages.classify.search ... C=0.1 class_weight=balanced pooling=cls thresholds=tune``,
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import itertools
 import logging
 import time
 from datetime import datetime, timezone
@@ -32,55 +32,78 @@ from probekit.core.config import Config, SearchSection, load_config
 from probekit.core.errors import ConfigError, ProbekitError
 from probekit.core.metrics import score
 from probekit.core.runfolder import write_json_atomic
-from probekit.stages.classify import models
-from probekit.stages.classify.select import fit_candidate, thresholds_for
+from probekit.stages.classify import models, registry
+from probekit.stages.classify.select import fit_scored, thresholds_for
 
 logger = logging.getLogger(__name__)
 
 SEARCH_DIRNAME, SEARCH_NAME = "search", "search.json"
-PARAMS = ("C", "class_weight", "pooling", "thresholds")
+TRIAL_AXES = ("pooling", "thresholds")  # the axes a trial adds to the model's grid
+TEXTS_ONLY = "-"  # the pooling of a model that reads the texts alone
 
 
 def search_path(cfg: Config) -> Path:
     return cfg.run_dir / SEARCH_DIRNAME / SEARCH_NAME
 
 
-def search_grid(s: SearchSection, poolings: list[str]) -> dict[str, list]:
-    """The axes of the grid; `poolings` are the feature sets the cache holds."""
+def trial_keys(model: str) -> tuple[str, ...]:
+    """The parameters of one trial of `model`: its grid keys, pooling and thresholds."""
+    return (*registry.axes(model), *TRIAL_AXES)
+
+
+def _poolings(s: SearchSection, poolings: list[str]) -> list[str]:
     pool = list(s.pooling) or list(poolings)
     unknown = [p for p in pool if p not in poolings]
     if unknown:
         raise ConfigError(f"[search] pooling={unknown}: the cache holds {poolings}; choose among them.")
-    if s.model == "tfidf_logreg":
-        pool = ["-"]  # reads the texts, not the features
-    return {"C": list(s.C), "class_weight": list(s.class_weight), "pooling": pool, "thresholds": list(s.thresholds)}
+    return pool
 
 
-def trials_of(grid: dict[str, list], max_trials: int = 0, seed: int = 0) -> list[dict]:
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    if 0 < max_trials < len(combos):
-        keep = np.sort(np.random.default_rng(seed).choice(len(combos), size=max_trials, replace=False))
-        combos = [combos[i] for i in keep]
-    return combos
+def search_trials(cfg: Config, s: SearchSection, poolings: list[str]) -> tuple[dict[str, list], list[dict]]:
+    """The grid's axes and its trials: classify's candidates of the model, times thresholds.
+
+    Args:
+        poolings: the feature sets the cache holds.
+    """
+    pool = _poolings(s, poolings)
+    cands = registry.candidates(s.model, cfg.classify, pool, grid=s.grid)
+    axes = registry.grid_of(s.model, cfg.classify.model_tables) | s.grid
+    pools = [TEXTS_ONLY] if registry.spec(s.model).input_kind == registry.TEXTS else pool
+    grid = {k: list(v) for k, v in axes.items()} | {"pooling": pools, "thresholds": list(s.thresholds)}
+    trials = [{**c.params, "pooling": c.feature_set or TEXTS_ONLY, "thresholds": t}
+              for c in cands for t in s.thresholds]
+    return grid, trials
+
+
+def subset(trials: list[dict], max_trials: int = 0, seed: int = 0) -> list[dict]:
+    """A seeded random subset of `max_trials` trials (in grid order); 0 = all."""
+    if 0 < max_trials < len(trials):
+        keep = np.sort(np.random.default_rng(seed).choice(len(trials), size=max_trials, replace=False))
+        trials = [trials[i] for i in keep]
+    return trials
 
 
 def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None = None) -> dict:
-    """Fit one grid point on train; score it on validation and test.
+    """Fit one grid point on train (as classify does); score it on validation and test.
 
     Args:
         fitted: a cache shared across trials: the threshold strategy does not change the fit,
             so trials that differ only in it reuse one fit's probabilities.
     """
-    ccfg = dataclasses.replace(cfg.classify, thresholds=params["thresholds"])
-    feature_set = None if model == "tfidf_logreg" else params["pooling"]
-    cand = models.Candidate(model, {"C": float(params["C"]), "class_weight": params["class_weight"]}, feature_set)
-    key = (float(params["C"]), params["class_weight"], feature_set)
+    # models=(model,): a fusion model's parts are then fitted once and reused, as in classify
+    ccfg = dataclasses.replace(cfg.classify, thresholds=params["thresholds"], models=(model,))
+    spec = registry.spec(model)
+    feature_set = None if spec.input_kind == registry.TEXTS else params["pooling"]
+    cand = registry.Candidate(model, {k: params[k] for k in registry.axes(model)}, feature_set)
+    key = (feature_set, tuple(sorted(cand.params.items())))
     if fitted is not None and key in fitted:
         P, fit_s = fitted[key]
     else:
-        est, fit_s = fit_candidate(cand, data, ccfg, cfg.run.seed)
-        n_labels = len(data.label_names)
-        P = {s: models.predict_scores(est, data.inputs(cand, s), n_labels) for s in ("validation", "test")}
+        f = fit_scored(cand, data, ccfg, cfg.run.seed)
+        # float32, as classify saves them: validation is the very scores classify tunes on
+        P = {"validation": f.P_val.astype(np.float32),
+             "test": models.predict_scores(f.model, data.inputs(cand, "test"), len(data.label_names))}
+        fit_s = f.fit_seconds
         if fitted is not None:
             fitted[key] = (P, fit_s)
     thr = thresholds_for(P["validation"], data, ccfg)
@@ -95,7 +118,7 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
 
 
 def _log_trial(cfg: Config, trial: dict, model: str, group: str, manifest: dict, name: str | None) -> str | None:
-    from probekit.stages.analysis.wandb_log import finish_run, wandb_run
+    from probekit.core.tracking import finish_run, wandb_run
 
     with wandb_run(cfg, "search", manifest, group=group, name=name,
                    extra_config={"search_model": model, **trial["params"]}) as run:
@@ -124,8 +147,8 @@ def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
     t0 = time.perf_counter()
     s = section or cfg.search
     cache, poolings, data = load_data(cfg)
-    grid = search_grid(s, poolings)
-    trials = trials_of(grid, s.max_trials, cfg.run.seed)
+    grid, trials = search_trials(cfg, s, poolings)
+    trials = subset(trials, s.max_trials, cfg.run.seed)
     group = s.wandb_group or f"{cfg.run.name}-search"
     out, fitted = [], {}
     for i, params in enumerate(trials):
@@ -151,13 +174,14 @@ def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
     return path
 
 
-def parse_trial(items: list[str]) -> dict:
+def parse_trial(items: list[str], model: str = "logreg") -> dict:
     """``C=0.1 class_weight=balanced pooling=cls thresholds=tune`` (a sweep agent's args) -> params."""
-    params = {}
+    params, keys = {}, trial_keys(model)
     for item in items:
         key, sep, raw = item.lstrip("-").partition("=")
-        if not sep or key not in PARAMS:
-            raise ConfigError(f"trial parameter {item!r}: expected key=value with key one of {', '.join(PARAMS)}.")
+        if not sep or key not in keys:
+            raise ConfigError(f"trial parameter {item!r}: expected key=value with key one of {', '.join(keys)} "
+                              f"(the trial parameters of {model}).")
         try:
             params[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -169,9 +193,11 @@ def run_one(cfg: Config, params: dict, section: SearchSection | None = None) -> 
     """One trial, as a W&B sweep agent runs it; the grid's first values fill missing parameters."""
     s = section or cfg.search
     cache, poolings, data = load_data(cfg)
-    grid = search_grid(s, poolings)
-    full = {k: params.get(k, grid[k][0]) for k in PARAMS}
-    if full["pooling"] not in poolings and s.model != "tfidf_logreg":
+    grid, _ = search_trials(cfg, s, poolings)
+    full = {k: params.get(k, grid[k][0]) for k in trial_keys(s.model)}
+    for key in registry.axes(s.model):  # the value rules of [classify.<model>], one line each
+        registry.check_grid("trial", s.model, key, full[key])
+    if full["pooling"] not in poolings and registry.spec(s.model).input_kind != registry.TEXTS:
         raise ConfigError(f"trial pooling={full['pooling']!r}: the cache holds {poolings}.")
     trial = {"trial": 0, **run_trial(full, s.model, data, cfg)}
     if cfg.report.wandb:
@@ -196,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides += [f"run.artifacts={args.artifacts!r}"] if args.artifacts else []
     try:
         cfg = load_config(args.config or Path(__file__).resolve().parent.parent / "configs" / "demo.toml", overrides)
-        run_one(cfg, parse_trial(args.trial)) if args.trial else run_search(cfg)
+        run_one(cfg, parse_trial(args.trial, cfg.search.model)) if args.trial else run_search(cfg)
     except (ProbekitError, FileNotFoundError) as e:
         logger.error("error: %s", e)
         return 2

@@ -4,11 +4,12 @@ The score of a candidate is its validation macro-F1 (after per-label threshold t
 when ``[classify] thresholds = "tune"``), ties broken by validation macro ROC-AUC. Test is
 never looked at here.
 
-hybrid_logreg adds the log-odds of a tfidf_logreg and a logreg candidate (classify.models).
-When it is among the models, the fits of tfidf_logreg's and logreg's grids (and their
-validation scores) are kept and reused, whichever model is selected first: every point
-of the hybrid's grid is then a fusion of two fits already made, scored on validation.
-Its ``fit_seconds`` is the sum of its two parts' fits, what fitting it afresh costs.
+The candidates, their estimators and how each is fitted come from classify.registry. A
+fusion model (hybrid_logreg) adds the log-odds of its parts' candidates (tfidf_logreg and
+logreg). When it is among the models, the fits of its parts' grids (and their validation
+scores) are kept and reused, whichever model is selected first: every point of the fusion's
+grid is then a fusion of two fits already made, scored on validation. Its ``fit_seconds`` is
+the sum of its two parts' fits, what fitting it afresh costs.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from tqdm.auto import tqdm
 from probekit.core.config import ClassifySection
 from probekit.core.metrics import score
 from probekit.core.thresholds import tune_thresholds
-from probekit.stages.classify import models
-from probekit.stages.classify.stream import fit_streaming
+from probekit.stages.classify import models, registry
+from probekit.stages.classify.registry import Candidate
 
 logger = logging.getLogger(__name__)
-HYBRID_PARTS = ("tfidf_logreg", "logreg")
 SELECTION_METRIC = "validation macro_f1 (tuned thresholds when thresholds='tune'), ties by validation macro_auc"
 
 
@@ -48,19 +48,19 @@ class Data:
     def multi_label(self) -> bool:
         return self.problem_type == "multi_label"
 
-    def inputs(self, c: models.Candidate, split: str):
+    def inputs(self, c: Candidate, split: str):
         X = None if c.feature_set is None else self.X[c.feature_set][split]
-        if c.input_kind == models.BOTH:
+        if c.input_kind == registry.BOTH:
             key = (c.feature_set, split)
             if key not in self._frames:
-                self._frames[key] = models.model_input(models.BOTH, X, self.texts[split])
+                self._frames[key] = models.model_input(registry.BOTH, X, self.texts[split])
             return self._frames[key]
         return models.model_input(c.input_kind, X, self.texts[split])
 
 
 @dataclass
 class Selected:
-    candidate: models.Candidate
+    candidate: Candidate
     model: object
     fit_seconds: float
     thresholds: np.ndarray | None
@@ -70,15 +70,12 @@ class Selected:
     P_val: np.ndarray  # float32 validation probabilities of the chosen candidate
 
 
-def fit_candidate(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int):
+def fit_candidate(c: Candidate, data: Data, cfg: ClassifySection, seed: int):
     n_features = data.X[c.feature_set]["train"].shape[1] if c.feature_set else 0
-    est = models.build(c, cfg, seed, n_features=n_features, multi_label=data.multi_label)
+    n_labels = len(data.label_names)
+    est = registry.build(c, cfg, seed, n_features=n_features, multi_label=data.multi_label, n_labels=n_labels)
     t = time.perf_counter()
-    if c.model == "sgd_stream":
-        fit_streaming(est, data.X[c.feature_set]["train"], data.y["train"], len(data.label_names),
-                      data.multi_label, cfg.sgd_epochs, cfg.sgd_batch_rows, seed)
-    else:
-        est.fit(data.inputs(c, "train"), data.y["train"])
+    registry.fit(c, est, data.inputs(c, "train"), data.y["train"], cfg, seed, n_labels, data.multi_label)
     return est, time.perf_counter() - t
 
 
@@ -100,15 +97,16 @@ class Fitted:
     P_val: np.ndarray
 
 
-def _key(c: models.Candidate) -> tuple:
+def _key(c: Candidate) -> tuple:
     return c.model, c.feature_set, tuple(sorted(c.params.items()))
 
 
-def fit_scored(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int) -> Fitted:
-    """Fit `c` on train and score validation, reusing the hybrid's parts when kept."""
-    if c.model == "hybrid_logreg":
-        words, feats = (fit_scored(part, data, cfg, seed) for part in models.hybrid_parts(c))
-        w = c.params["emb_weight"]
+def fit_scored(c: Candidate, data: Data, cfg: ClassifySection, seed: int) -> Fitted:
+    """Fit `c` on train and score validation, reusing a fusion's parts when kept."""
+    spec = registry.spec(c.model)
+    if spec.parts:
+        words, feats = (fit_scored(part, data, cfg, seed) for part in registry.parts(c))
+        w = c.params[spec.fusion_weight]
         est = models.LogitFusion.from_fitted(words.model, feats.model, w, data.multi_label)
         return Fitted(est, words.fit_seconds + feats.fit_seconds,
                       models.fuse(words.P_val, feats.P_val, w, data.multi_label))
@@ -118,7 +116,7 @@ def fit_scored(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int)
     est, fit_s = fit_candidate(c, data, cfg, seed)
     out = Fitted(est, fit_s, models.predict_scores(est, data.inputs(c, "validation"), len(data.label_names),
                                                    dtype=np.float64))
-    if "hybrid_logreg" in cfg.models and c.model in HYBRID_PARTS:
+    if c.model in registry.part_models(cfg.models):
         data._fits[key] = out
     return out
 
@@ -126,7 +124,7 @@ def fit_scored(c: models.Candidate, data: Data, cfg: ClassifySection, seed: int)
 def select(name: str, data: Data, cfg: ClassifySection, seed: int, poolings: list[str]) -> Selected:
     """Fit every candidate of model `name`; return the best by validation score."""
     t0 = time.perf_counter()
-    cands = models.candidates(name, cfg, poolings)
+    cands = registry.candidates(name, cfg, poolings)
     best, grid = None, []
     bar = tqdm(cands, desc=f"select {name}", unit="fit", leave=False,
                disable=len(cands) < 2 or not logger.isEnabledFor(logging.INFO))

@@ -2,15 +2,18 @@
 
     probekit classify --config configs/demo.toml        (or: make classify)
 
-Reads only ``<run>/features/`` (no torch, no encoder). For every model in
-``[classify] models``: each grid point is fitted on train and scored on validation, the
-best is kept (classify.select), its per-label thresholds come from validation, and test
-is scored once, with bootstrap intervals and a paired comparison against the best model.
+Reads only ``<run>/features/`` and, when present, ``<run>/finetuned/`` (no torch, no
+encoder). For every model in ``[classify] models``: each grid point is fitted on train and
+scored on validation, the best is kept (classify.select), its per-label thresholds come
+from validation, and test is scored once, with bootstrap intervals and a paired comparison against the best model.
+The fine-tuned model (``probekit finetune``) is scored from its saved probabilities the
+same way (classify.compare.gather_finetuned).
 
     <run>/metrics.json                  the contract the report and comparisons read
     <run>/scores/<model>.<split>.npy    float32 (n_rows, n_labels) probabilities (validation, test)
     <run>/models/<model>.skops|.json    the fitted estimator (skops) and what it was trained on
     <run>/classify.config.json          the resolved configuration
+    <run>/classify.progress/<model>.json  each finished model's entry, key and checksums (classify.checkpoint)
 """
 
 from __future__ import annotations
@@ -30,19 +33,21 @@ from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import (
+    FINETUNED_MODEL,
     METRICS_NAME,
     SCORES_DIRNAME,
+    SPLITS,
     features_dir,
     scores_path,
     write_json_atomic,
     write_scores,
 )
-from probekit.stages.classify import models
+from probekit.stages.classify import models, registry
 from probekit.stages.classify.checkpoint import Progress
 from probekit.stages.classify.compare import (
     METRICS_SCHEMA_VERSION,
-    carry_finetuned,
     compare_predictions,
+    gather_finetuned,
     model_threshold,
     split_block,
 )
@@ -50,8 +55,6 @@ from probekit.stages.classify.persist import save_model
 from probekit.stages.classify.select import SELECTION_METRIC, Data, select
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
 
 
 def load_data(cfg: Config):
@@ -116,8 +119,9 @@ def run_classify(cfg: Config) -> Path:
     run_dir, ccfg, names = cfg.run_dir, cfg.classify, cache.label_names
     (run_dir / SCORES_DIRNAME).mkdir(parents=True, exist_ok=True)
     results, test_preds = {}, {}
-    # Models finished by an interrupted run with the same settings are taken as they are
-    # (classify/checkpoint.py); the model list, n_jobs and the backend do not change a model.
+    # Models finished by an earlier run (interrupted or not) with the same settings are taken as
+    # they are (classify/checkpoint.py): rerunning classify after finetune only scores the
+    # fine-tuned model. The model list, n_jobs and the backend do not change a model.
     progress = Progress(run_dir, {"classify": {k: v for k, v in cfg.to_dict()["classify"].items()
                                                if k not in ("models", "n_jobs", "joblib_backend")},
                                   "cache_key": cache.manifest.get("cache_key"), "seed": cfg.run.seed,
@@ -128,7 +132,7 @@ def run_classify(cfg: Config) -> Path:
     with _backend(ccfg) as backend, parallel_config(**({} if backend == "loky" else {"backend": backend}),
                                                     n_jobs=ccfg.n_jobs):
         for name in ccfg.models:
-            if name in models.MULTI_LABEL_ONLY and not data.multi_label:
+            if registry.spec(name).multi_label_only and not data.multi_label:
                 logger.warning("classify: skipping %s: it is a multi-label strategy and this data is single-label",
                                name)
                 continue
@@ -176,8 +180,11 @@ def run_classify(cfg: Config) -> Path:
             logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
                         tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
 
-    carry_finetuned(run_dir, results, test_preds, data.Y["test"], data.problem_type,
-                    cache.manifest.get("dataset_fingerprint"))
+    finetuned = gather_finetuned(run_dir, data, ccfg, cache.manifest.get("dataset_fingerprint"))
+    if finetuned is not None:  # `probekit finetune` left its model in <run>/finetuned/
+        entry, P_test = finetuned
+        results[FINETUNED_MODEL] = entry
+        test_preds[FINETUNED_MODEL] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
     comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
@@ -195,8 +202,7 @@ def run_classify(cfg: Config) -> Path:
     }
     write_json_atomic(run_dir / "classify.config.json", cfg.to_dict())
     out = run_dir / METRICS_NAME
-    write_json_atomic(out, metrics)
-    progress.finish()
+    write_json_atomic(out, metrics)  # the progress records stay: a rerun with the same key refits nothing
     logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,
                 comparisons.get("best"), time.perf_counter() - t0)
     return out

@@ -13,52 +13,21 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from probekit.core.config import DataSection
-from probekit.core.errors import ProbekitError
 from probekit.core.runfolder import SPLITS
 from probekit.stages.extract import datacheck
-from probekit.stages.extract.datacheck import ISSUE_NOTES
+from probekit.stages.extract.dataset import OFFLINE_PRESETS, DataError, Dataset, Split
+
+__all__ = ["DataError", "Dataset", "Split", "load"]
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_PRESETS = "demo (the default) and goemotions-local (make ... CONFIG=configs/goemotions-local.toml DATA=dir)"
 _BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 _IDS_CSV = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
-
-
-class DataError(ProbekitError, ValueError):
-    """The dataset does not fit the configuration: names the file or split, row and field."""
-
-
-@dataclass
-class Split:
-    texts: list[str]
-    ids: list[str]
-    y: np.ndarray  # int64 (n,) single-label, uint8 (n, n_labels) multi-label
-
-
-@dataclass
-class Dataset:
-    splits: dict[str, Split]
-    label_names: list[str]
-    problem_type: str
-    fingerprints: dict[str, str]
-    source: dict  # what the manifest records about where the data came from
-    issues: dict = field(default_factory=dict)  # split -> {kind: count} (ISSUE_NOTES), for the manifest
-
-    def issue_notes(self) -> list[str]:
-        """One line per non-zero count, e.g. 'train: 3 empty texts encoded as empty string'."""
-        return [f"{split}: {n} {ISSUE_NOTES[kind]}" for split, counts in self.issues.items()
-                for kind, n in counts.items() if n]
-
-    def manifest_issues(self) -> dict:
-        """The manifest's ``data_issues``: every count (zeros too: those checks ran) and the notes."""
-        return {"counts": self.issues, "notes": self.issue_notes()}
 
 
 def _is_missing(v) -> bool:

@@ -1,8 +1,8 @@
 """Checks on messy input: bytes that are not UTF-8, cells that are not text, duplicates.
 
 ``extract.data`` calls these while loading. Each problem is either handled and counted
-(the counts go to the manifest's ``data_issues``; see ``ISSUE_NOTES``) or refused with a
-:class:`~extract.data.DataError` of one line that names the file, the row and the field.
+(the counts go to the manifest's ``data_issues``; see ``extract.dataset.ISSUE_NOTES``) or refused with a
+:class:`~extract.dataset.DataError` of one line that names the file, the row and the field.
 
     check_utf8("data/train.jsonl", "jsonl", where="data/train.jsonl")   # raises on the first bad byte
     texts, counts = clean_texts(raw_texts, "data/train.jsonl", "text")
@@ -21,24 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from probekit.stages.extract.dataset import DataError
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Zero-width and bidirectional controls: kept in the text (the tokenizer drops or maps them),
 # counted because they are how hostile text hides or reorders what a reader sees.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
-# What the manifest's data_issues counts mean: kind -> how the run handled it.
-ISSUE_NOTES = {
-    "empty_text": "empty texts encoded as empty string",
-    "whitespace_text": "whitespace-only texts encoded as they are (the encoder sees only its special tokens)",
-    "non_string_text": "numeric texts converted to strings",
-    "invisible_chars": "texts with zero-width or bidirectional control characters, kept as they are",
-    "duplicate_row": "duplicate rows (same text and labels as an earlier row) kept",
-    "conflicting_duplicate": "texts repeated with different labels, kept",
-    "duplicate_id": "ids used by an earlier row of the split, kept",
-    "repeated_label": "rows naming a label more than once, counted once",
-    "no_label": "rows with no label (multi-label), kept as all-zero",
-    "text_in_train": "texts that also occur in train",
-}
 TEXT_FORMATS = ("jsonl", "json", "csv", "tsv")
 
 
@@ -84,8 +73,6 @@ def check_utf8(path: str | Path, fmt: str, columns: list[str] = (), header: bool
     Raises:
         DataError: ``<path>, row R (line L), field 'text': not valid UTF-8 ...``.
     """
-    from probekit.stages.extract.data import DataError
-
     if fmt not in TEXT_FORMATS:
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -124,8 +111,6 @@ def check_surrogates(path: str | Path, fmt: str) -> None:
     Raises:
         DataError: ``<path>, row R, field 'text': a lone surrogate escape ...``.
     """
-    from probekit.stages.extract.data import DataError
-
     if fmt not in ("jsonl", "json"):
         return
     candidate = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -183,8 +168,6 @@ def clean_texts(values: Iterable, where: str, field: str) -> tuple[list[str], di
         DataError: a missing text (None/NaN), a list or object where a text belongs, or a
             lone surrogate (not valid Unicode).
     """
-    from probekit.stages.extract.data import DataError
-
     texts: list[str] = []
     counts = dict.fromkeys(("empty_text", "whitespace_text", "non_string_text", "invisible_chars"), 0)
     for i, t in enumerate(values):

@@ -4,7 +4,7 @@
     probekit classify --config configs/demo.toml      # laptop: sklearn on the cache
     probekit report   --config configs/demo.toml      # laptop: plots, HTML page, W&B
     probekit search   --config configs/demo.toml      # laptop: classify settings grid, W&B runs
-    probekit finetune --config configs/demo.toml      # GPU box: the encoder fine-tuned, scored the same way
+    probekit finetune --config configs/demo.toml      # GPU box: the encoder fine-tuned (then classify scores it)
     probekit predict  --run artifacts/demo --text "what a lovely surprise"
     probekit bench-extract --config configs/goemotions-local.toml --data DIR
 
@@ -73,7 +73,7 @@ def _classify(cfg) -> None:
 
     out = run_classify(cfg)
     if cfg.report.wandb:
-        from probekit.stages.analysis.wandb_log import log_classify
+        from probekit.stages.analysis.wandb_evidence import log_classify
 
         log_classify(cfg, out)
 
@@ -97,10 +97,10 @@ def _bench_extract(cfg) -> None:
 
 
 def _predict(args) -> None:
-    from probekit.run import format_rows, predict, read_texts
+    from probekit.run import format_rows, load_run, read_texts
 
     texts = read_texts(args.text, args.file, args.column)
-    result = predict(args.run, texts, model=args.model)
+    result = load_run(args.run).predict(texts, model=args.model)
     print(format_rows(texts, result, fmt=args.format))
 
 
@@ -115,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("classify", _classify, "train the classifiers on the cached features; write metrics.json"),
         ("report", _report, "UMAP, confusion reports, per-label ROC-AUC, HTML page and W&B"),
         ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
-        ("finetune", _finetune, "fine-tune the encoder end to end; score it like the classify models"),
+        ("finetune", _finetune, "fine-tune the encoder end to end into <run>/finetuned/; classify then scores it"),
         ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML preset")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one setting, e.g. --set classify.logreg_C=0.5 (repeatable)")
+                       help="override one setting, e.g. --set classify.logreg.C=0.5 (repeatable)")
         p.add_argument("--data", help="data directory of a local-files preset (sets data.path)")
         p.add_argument("--artifacts", help="output root (sets run.artifacts)")
         if name in ("extract", "finetune", "bench-extract"):  # the commands that load a model

@@ -1,5 +1,6 @@
 """Label new texts with a finished run: its encoder, its chosen model, its thresholds.
 
+    run = probekit.load_run("artifacts/demo"); run.predict(["what a lovely surprise"])
     probekit predict --run artifacts/demo --text "I can't believe it, that's wonderful!"
     probekit predict --run artifacts/demo --file comments.csv --column body --format jsonl
     (or: make predict RUN=artifacts/demo TEXT="...")
@@ -7,7 +8,8 @@
 The model is the run's best (metrics.json ``comparisons.best``) unless ``--model`` names
 another. Models that read features run the run's encoder (torch) with the cache's
 settings; TF-IDF models need only the texts. The model file is checked before loading
-(classify.persist): checksum, feature space and trusted types.
+(classify.persist): checksum, feature space and trusted types. A :class:`Run` keeps what
+it loaded (encoder, fine-tuned model, estimators) for its next call.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
-from probekit.core.runfolder import MANIFEST_NAME, METRICS_NAME, features_dir
+from probekit.core.runfolder import FINETUNED_MODEL, MANIFEST_NAME, METRICS_NAME, MODELS_DIRNAME, features_dir
 from probekit.stages.classify import models
 from probekit.stages.classify.persist import load_model
 
@@ -55,67 +57,140 @@ def _json(path: Path, make: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def predict(run_dir: str | Path, texts: list[str], model: str | None = None) -> dict:
-    """Probabilities and predicted labels of `texts` under the run's model.
+class Run:
+    """A finished run, loaded once for many predictions (``probekit.load_run``).
 
-    Returns:
-        {"model", "labels", "probabilities" (n, L), "predicted" (n, L) 0/1, "thresholds"}
+    The encoder, the fine-tuned model and every scikit-learn model are loaded on first use
+    and kept, so a notebook that calls :meth:`predict` many times pays for loading once.
     """
-    run_dir = Path(run_dir)
-    metrics = _json(run_dir / METRICS_NAME, "make classify")
-    name = model or metrics.get("comparisons", {}).get("best") or next(iter(metrics["models"]))
-    if name not in metrics["models"]:
-        raise ProbekitError(f"--model {name!r}: this run has {', '.join(metrics['models'])}.")
-    if name == "finetuned":  # the fine-tuned encoder reads the texts itself (imports torch)
-        from probekit.stages.extract.finetune import predict_texts
 
-        P, entry = predict_texts(run_dir, texts)
-        labels = metrics["labels"]
-        thr = np.asarray(list(entry["thresholds"].values())) if entry.get("thresholds") else entry["threshold"]
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir)
+        self.metrics = _json(self.path / METRICS_NAME, "make classify")
+        self.labels: list[str] = list(self.metrics["labels"])
+        self.problem_type: str = self.metrics["problem_type"]
+        self._manifest: dict | None = None
+        self._encoder = None  # (EncoderSection, tokenizer, model, device), loaded on first use
+        self._extractors: dict = {}  # pooling -> the fast extractor over the loaded encoder
+        self._estimators: dict = {}  # model name -> (estimator, its .json metadata)
+        self._finetuned = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, models={self.models}, best={self.best!r})"
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.metrics["models"])
+
+    @property
+    def best(self) -> str:
+        """The model chosen on validation (metrics.json ``comparisons.best``)."""
+        return self.metrics.get("comparisons", {}).get("best") or self.models[0]
+
+    def predict(self, texts: list[str], model: str | None = None) -> dict:
+        """Probabilities and predicted labels of `texts` under `model` (default: the best on validation).
+
+        Returns:
+            {"model", "labels", "probabilities" (n, L), "predicted" (n, L) 0/1, "thresholds"}
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        name = model or self.best
+        if name not in self.metrics["models"]:
+            raise ProbekitError(f"--model {name!r}: this run has {', '.join(self.models)}.")
+        if name == FINETUNED_MODEL:
+            return self._predict_finetuned(texts)
+        meta = self._meta(name)
+        kind = meta.get("input", models.FEATURES)
+        X = None if kind == models.TEXTS else self.encode(texts, meta.get("feature_set"))
+        est, meta = self._estimator(name, None if X is None else int(X.shape[1]))
+        labels = meta["label_names"]
+        P = models.predict_scores(est, models.model_input(kind, X, texts), len(labels))
+        thr = np.asarray(meta["thresholds"]) if meta.get("thresholds") else meta.get("threshold", 0.5)
         return {"model": name, "labels": labels, "probabilities": P,
-                "predicted": predict_labels(P, metrics["problem_type"], thr), "thresholds": entry.get("thresholds")}
-    manifest = _json(features_dir(run_dir) / MANIFEST_NAME, "make extract")
-    meta_path = run_dir / "models" / f"{name}.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    kind, pooling = meta.get("input", models.FEATURES), meta.get("feature_set")
-    X = None if kind == models.TEXTS else encode_like_cache(manifest, texts, pooling)
-    expect = {"model_id": manifest.get("model_id"), "model_revision": manifest.get("model_revision"),
-              "max_length": manifest.get("max_length"), "label_names": manifest["label_names"]}
-    if X is not None:
-        expect.update(feature_set=pooling, hidden_size=int(X.shape[1]))
-    est, meta = load_model(run_dir, name, expect=expect)
-    labels = meta["label_names"]
-    P = models.predict_scores(est, models.model_input(kind, X, texts), len(labels))
-    thr = np.asarray(meta["thresholds"]) if meta.get("thresholds") else meta.get("threshold", 0.5)
-    Yhat = predict_labels(P, meta["problem_type"], thr)
-    return {"model": name, "labels": labels, "probabilities": P, "predicted": Yhat,
-            "thresholds": None if np.ndim(thr) == 0 else dict(zip(labels, map(float, thr)))}
+                "predicted": predict_labels(P, meta["problem_type"], thr),
+                "thresholds": None if np.ndim(thr) == 0 else dict(zip(labels, map(float, thr)))}
+
+    def encode(self, texts: list[str], pooling: str | None = None) -> np.ndarray:
+        """Features of `texts` made exactly as the cache's (same encoder, weights, settings); float32."""
+        manifest = self.manifest
+        pooling = pooling or manifest.get("pooling", "cls")
+        if pooling not in self._extractors:
+            from probekit.stages.extract.engine import loading as encode
+
+            enc, tokenizer, model, device = self._load_encoder()
+            self._extractors[pooling] = encode.make_extractor(enc, tokenizer, model, device, poolings=[pooling])
+        arrays, _ = self._extractors[pooling].encode(texts)
+        return np.asarray(arrays[pooling], dtype=np.float32)
+
+    @property
+    def manifest(self) -> dict:
+        if self._manifest is None:
+            self._manifest = _json(features_dir(self.path) / MANIFEST_NAME, "make extract")
+        return self._manifest
+
+    def _meta(self, name: str) -> dict:
+        """What models/<name>.json says the model reads (input kind, feature set); {} for old runs."""
+        meta_path = self.path / MODELS_DIRNAME / f"{name}.json"
+        return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+    def _estimator(self, name: str, hidden_size: int | None):
+        """The fitted model, checked against the run (classify.persist) on its first load only."""
+        if name not in self._estimators:
+            manifest = self.manifest
+            expect = {"model_id": manifest.get("model_id"), "model_revision": manifest.get("model_revision"),
+                      "max_length": manifest.get("max_length"), "label_names": manifest["label_names"]}
+            if hidden_size is not None:
+                expect.update(feature_set=self._meta(name).get("feature_set"), hidden_size=hidden_size)
+            self._estimators[name] = load_model(self.path, name, expect=expect)
+        return self._estimators[name]
+
+    def _load_encoder(self):
+        """The run's encoder, loaded once; refused when its weights are no longer the cache's."""
+        if self._encoder is None:
+            from probekit.core.config import EncoderSection
+            from probekit.stages.extract.engine import loading as encode
+
+            manifest = self.manifest
+            enc = EncoderSection(**{k: (tuple(v) if isinstance(v, list) else v)
+                                    for k, v in manifest["config"]["encoder"].items()})
+            path, local = encode.resolve_model(enc)
+            _, revision = encode.model_identity(enc, path, local)
+            if revision != manifest.get("model_revision"):
+                raise ProbekitError(
+                    f"[encoder] model={enc.model!r} now resolves to revision {revision}, but the run's features were "
+                    f"made with {manifest.get('model_revision')}; its models do not fit these weights. "
+                    "Re-run make extract.")
+            device = encode.pick_device(enc.device)
+            tokenizer, model = encode.load_encoder(enc, path, local, device,
+                                                   dtype=manifest.get("compute_dtype", "float32"),
+                                                   quantize=manifest.get("quantize", "none"))
+            self._encoder = (enc, tokenizer, model, device)
+        return self._encoder
+
+    def _predict_finetuned(self, texts: list[str]) -> dict:
+        """The fine-tuned encoder reads the texts itself (imports torch); thresholds are classify's."""
+        entry = self.metrics["models"][FINETUNED_MODEL]
+        if self._finetuned is None:
+            from probekit.stages.extract.finetune import FinetunedModel
+
+            self._finetuned = FinetunedModel(self.path)
+        if entry.get("run_key") != self._finetuned.result.get("run_key"):
+            raise ProbekitError(f"{self.path / METRICS_NAME}: its 'finetuned' entry was scored for another "
+                                "fine-tuned model than the one in finetuned/; run 'make classify' again.")
+        P = self._finetuned.predict_proba(texts)
+        thr = np.asarray(list(entry["thresholds"].values())) if entry.get("thresholds") else entry["threshold"]
+        return {"model": FINETUNED_MODEL, "labels": self.labels, "probabilities": P,
+                "predicted": predict_labels(P, self.problem_type, thr), "thresholds": entry.get("thresholds")}
 
 
-def encode_like_cache(manifest: dict, texts: list[str], pooling: str) -> np.ndarray:
-    """Features of new texts made exactly as the cache's: same encoder, weights, settings.
+def load_run(path: str | Path) -> Run:
+    """A finished run (``<artifacts>/<name>/`` with metrics.json), ready for :meth:`Run.predict`."""
+    return Run(path)
 
-    Imports torch (the extract extra). Refuses when the encoder's weights are no longer
-    the ones the cache was built with.
-    """
-    from probekit.core.config import EncoderSection
-    from probekit.stages.extract import encode
 
-    enc = EncoderSection(**{k: (tuple(v) if isinstance(v, list) else v)
-                            for k, v in manifest["config"]["encoder"].items()})
-    path, local = encode.resolve_model(enc)
-    _, revision = encode.model_identity(enc, path, local)
-    if revision != manifest.get("model_revision"):
-        raise ProbekitError(
-            f"[encoder] model={enc.model!r} now resolves to revision {revision}, but the run's features were made "
-            f"with {manifest.get('model_revision')}; its models do not fit these weights. Re-run make extract."
-        )
-    device = encode.pick_device(enc.device)
-    dtype = manifest.get("compute_dtype", "float32")
-    tokenizer, model = encode.load_encoder(enc, path, local, device, dtype=dtype,
-                                           quantize=manifest.get("quantize", "none"))
-    arrays, _ = encode.make_extractor(enc, tokenizer, model, device, poolings=[pooling]).encode(texts)
-    return np.asarray(arrays[pooling], dtype=np.float32)
+def predict(run_dir: str | Path, texts: list[str], model: str | None = None) -> dict:
+    """One-off :meth:`Run.predict` (loads the run, and its encoder when needed, on every call)."""
+    return load_run(run_dir).predict(texts, model)
 
 
 def format_rows(texts: list[str], result: dict, fmt: str = "table", top: int = 3) -> str:

@@ -143,7 +143,8 @@ def make_config(tmp_path: Path, *overrides: str, preset: str | None = None):
 
 def toy_overrides(data_dir: Path, encoder: Path | str, multi: bool = True) -> list[str]:
     out = [f"data.path={str(data_dir)!r}", "data.id_field='id'", f"encoder.model={str(encoder)!r}",
-           "encoder.max_length=16", "encoder.batch_size=8", "classify.rf_n_estimators=10", "classify.n_jobs=1"]
+           "encoder.max_length=16", "encoder.batch_size=8", "classify.random_forest.n_estimators=10",
+           "classify.n_jobs=1"]
     if multi:
         out += ["data.label_names_file='labels.txt'", "data.problem_type='multi_label'"]
     return out

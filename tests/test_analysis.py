@@ -302,7 +302,8 @@ def test_wandb_offline_report_run(tmp_path, monkeypatch):
 
 
 def test_wandb_offline_extract_and_classify_runs(tmp_path, monkeypatch):
-    from probekit.stages.analysis.wandb_log import log_classify, log_extract
+    from probekit.stages.analysis.wandb_evidence import log_classify
+    from probekit.stages.analysis.wandb_log import log_extract
 
     _wandb_env(monkeypatch, tmp_path)
     run_dir = make_run(tmp_path, "single_label")

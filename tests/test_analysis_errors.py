@@ -146,8 +146,8 @@ def test_wandb_mode_resolution(monkeypatch):
 def test_settings_defaults_and_validation():
     cfg = load_config(None)
     assert cfg.report.n_errors == 15 and cfg.report.label_error_folds == 5
-    with pytest.raises(ConfigError, match=r"\[search\] C=\[0\]"):
-        SearchSection(C=(0,))
+    with pytest.raises(ConfigError, match=r"\[search\.grid\] C=\[0\]"):
+        SearchSection(grid={"C": (0,)})
     with pytest.raises(ConfigError, match=r"\[search\] thresholds=\['best'\]"):
         SearchSection(thresholds=("best",))
     with pytest.raises(ConfigError, match=r"\[search\] model='svm'"):

@@ -6,17 +6,19 @@ It checks the shape of the report, not the timings (a test does not time things)
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
-from conftest import make_config, toy_overrides
+from conftest import ROOT, make_config, toy_overrides
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 
 def _cfg(tmp_path, toy_data, tiny_encoder, *more):
-    return make_config(tmp_path, *toy_overrides(toy_data, tiny_encoder), "bench.data='config'", "bench.n_texts=20",
+    return make_config(tmp_path, *toy_overrides(toy_data, tiny_encoder), "bench.n_texts=20",
                        "bench.repeats=2", "bench.f1_test_texts=16", "bench.paired_peak_s=0.05", *more)
 
 
@@ -52,26 +54,32 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
     assert "probekit float32" in out and "sentence_transformers" in out and "extract.json" in out
 
 
-def test_bench_data_is_goemotions_when_present_else_the_demo_data(tmp_path):
+def test_bench_times_the_config_s_data_and_a_preset_without_data_names_DATA(tmp_path):
     from probekit.core.config import PROJECT_ROOT, load_config
+    from probekit.core.errors import ConfigError
     from probekit.stages.extract.bench.run import bench_data
 
-    ge = tmp_path / "goemotions"
-    ge.mkdir()
-    (ge / "train.tsv").write_text("a\t0\tid0\n")
-    demo = str(PROJECT_ROOT / "configs/demo.toml")
-    local = str(PROJECT_ROOT / "configs/goemotions-local.toml")
+    demo = load_config(PROJECT_ROOT / "configs/demo.toml")
+    local = PROJECT_ROOT / "configs/goemotions-local.toml"
+    assert bench_data(demo) == demo.data  # no workspace path: the demo data as the preset says
+    assert bench_data(load_config(local, [f"data.path={str(tmp_path)!r}"])).path == str(tmp_path)  # DATA=dir
+    with pytest.raises(ConfigError, match=r"local.toml: \[data\] path is empty; run make bench-extract DATA=<"):
+        bench_data(load_config(local))
+    for gone in ("bench.data='auto'", "bench.goemotions_dir='x'"):  # the keys of the old default are gone
+        with pytest.raises(ConfigError):
+            load_config(PROJECT_ROOT / "configs/demo.toml", [gone])
 
-    def data(config, *sets):
-        return bench_data(load_config(config, [f"bench.goemotions_dir={str(ge)!r}", *sets]))
 
-    for config in (demo, local):  # the demo data, or a GoEmotions preset with no path: GoEmotions
-        d = data(config)
-        assert (d.path, d.format, d.label_format) == (str(ge), "tsv", "ids_csv")
-    assert data(local, f"data.path={str(tmp_path)!r}").path == str(tmp_path)  # DATA=dir: that dir
-    assert data(demo, "bench.data='config'").path == load_config(demo).data.path
-    ge.joinpath("train.tsv").unlink()  # no GoEmotions: the demo data
-    assert data(local).path == data(demo).path == load_config(demo).data.path
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_bench_extract_times_the_demo_data_unless_DATA_or_CONFIG_is_given():
+    def command(*args):
+        done = subprocess.run(["make", "-n", "-o", ".venv/.extract", "-o", ".venv/.core", "bench-extract", *args],
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout.strip().splitlines()[-1]
+
+    assert "--config configs/demo.toml " in command() and "--data" not in command()
+    assert "--config configs/goemotions-local.toml --data /d " in command("DATA=/d")
+    assert "--config configs/x.toml " in command("CONFIG=configs/x.toml")
 
 
 def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, toy_data, tiny_encoder):

@@ -41,7 +41,7 @@ def test_classify_and_report_run_without_torch(tmp_path):
         import sys
         from probekit.cli import main
         args = ["--artifacts", {str(tmp_path)!r}, "--set", "run.name='laptop'", "--set", "classify.n_jobs=1",
-                "--set", "classify.rf_n_estimators=10", "--set", "report.umap_max_points=40"]
+                "--set", "classify.random_forest.n_estimators=10", "--set", "report.umap_max_points=40"]
         assert main(["classify", *args]) == 0
         assert main(["report", *args]) == 0
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)

@@ -8,9 +8,13 @@ from conftest import make_config, write_fake_cache
 
 from probekit.stages.classify.train import run_classify, scores_path
 
-FAST = ["classify.rf_n_estimators=20", "classify.n_jobs=1", "classify.logreg_max_iter=200",
-        "classify.logreg_C=[0.01, 1.0]", "classify.logreg_class_weight=['none']", "classify.tfidf_C=1.0",
-        "classify.n_bootstrap=50", "classify.models=['dummy', 'logreg', 'random_forest']"]
+# small grids: one class weight and 200 iterations for every logistic regression, C in {0.01, 1} on features
+FAST = ["classify.n_jobs=1", "classify.n_bootstrap=50", "classify.models=['dummy', 'logreg', 'random_forest']",
+        "classify.tfidf_logreg.C=1.0", "classify.sgd_stream.alpha=[0.1, 0.001]",
+        *(f"classify.{m}.n_estimators=20" for m in ("random_forest", "random_forest_ovr")),
+        *(f"classify.{m}.{key}" for m in ("logreg", "logreg_chain", "tfidf_logreg")
+          for key in ("max_iter=200", "class_weight=['none']")),
+        *(f"classify.{m}.C=[0.01, 1.0]" for m in ("logreg", "logreg_chain"))]
 METRIC_KEYS = {"micro_auc", "macro_auc", "micro_f1", "macro_f1", "per_label_auc", "per_label_f1", "support"}
 ALL_MODELS = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "logreg_chain",
               "random_forest", "random_forest_ovr", "hybrid_logreg", "sgd_stream")
@@ -118,8 +122,8 @@ def test_selection_uses_validation_only(tmp_path):
 
 
 def test_every_model_runs_on_multilabel(tmp_path):
-    cfg = make_config(tmp_path, *FAST, f"classify.models={list(ALL_MODELS)!r}", "classify.hybrid_emb_weight=0.3",
-                      "classify.sgd_epochs=2")
+    cfg = make_config(tmp_path, *FAST, f"classify.models={list(ALL_MODELS)!r}", "classify.hybrid_logreg.emb_weight=0.3",
+                      "classify.sgd_stream.epochs=2")
     write_fake_cache(cfg.run_dir)
     m = json.loads(run_classify(cfg).read_text())
     assert tuple(m["models"]) == ALL_MODELS
@@ -232,11 +236,11 @@ def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_
 
     weights = [0.25, 1.0, 4.0]
     cfg = make_config(tmp_path, *FAST, "classify.models=['tfidf_logreg', 'logreg', 'hybrid_logreg']",
-                      f"classify.hybrid_emb_weight={weights}", "classify.tfidf_min_df=1")
+                      f"classify.hybrid_logreg.emb_weight={weights}", "classify.tfidf_logreg.min_df=1")
     _words_and_features_cache(cfg.run_dir)
     m = json.loads(run_classify(cfg).read_text())["models"]
     hyb, sel = m["hybrid_logreg"], m["hybrid_logreg"]["selection"]
-    # the grid: tfidf_C (1) x class_weight (1) x logreg_C (2) x class_weight (1) x emb_weight (3)
+    # the grid: tfidf_logreg's C (1) x class_weight (1) x logreg's C (2) x class_weight (1) x emb_weight (3)
     assert sel["n_candidates"] == 6 and {g["emb_weight"] for g in sel["grid"]} == set(weights)
     assert sel["validation_score"] == max(g["validation_macro_f1"] for g in sel["grid"])
     assert hyb["input"] == "both" and hyb["params"]["emb_weight"] in weights
@@ -275,9 +279,40 @@ def test_fusion_by_hand():
 
 @pytest.mark.parametrize("n_labels", [2, 4])
 def test_hybrid_on_single_label_gives_distributions(tmp_path, n_labels):
-    cfg = make_config(tmp_path, *FAST, "classify.models=['hybrid_logreg']", "classify.hybrid_emb_weight=[0.5, 2.0]")
+    cfg = make_config(tmp_path, *FAST, "classify.models=['hybrid_logreg']",
+                      "classify.hybrid_logreg.emb_weight=[0.5, 2.0]")
     write_fake_cache(cfg.run_dir, "single_label", n_labels)
     m = json.loads(run_classify(cfg).read_text())["models"]["hybrid_logreg"]
     P = np.load(scores_path(cfg.run_dir, "hybrid_logreg", "test"))
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
     assert m["test"]["macro_auc"] > 0.9 and m["thresholds"] is None
+
+
+def test_a_model_declared_once_in_the_registry_is_selectable_fitted_and_scored(tmp_path, monkeypatch):
+    """Adding a classifier is one registry entry: config, selection, fit, scores and saving follow."""
+    from probekit.core.errors import ConfigError
+    from probekit.stages.classify import registry
+    from probekit.stages.classify.persist import load_model
+
+    def build_nb(params, settings, seed, env):
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.naive_bayes import GaussianNB
+
+        return OneVsRestClassifier(GaussianNB(var_smoothing=params["var_smoothing"]), n_jobs=env.n_jobs)
+
+    toy = registry.ModelSpec("naive_bayes", registry.FEATURES, build_nb,
+                             grid={"var_smoothing": registry.Axis((1e-9, 1e-3))})
+    monkeypatch.setitem(registry.MODELS, "naive_bayes", toy)
+    with pytest.raises(ConfigError, match=r"\[classify\.naive_bayes\] var_smoothing=\[-1\]: every value must be"):
+        make_config(tmp_path, "classify.naive_bayes.var_smoothing=-1")
+    assert make_config(tmp_path).classify.model_tables["naive_bayes"] == {"var_smoothing": (1e-9, 1e-3)}
+    cfg = make_config(tmp_path, *FAST, "classify.models=['dummy', 'naive_bayes']",
+                      "classify.naive_bayes.var_smoothing=[1e-9, 1e-6, 1e-3]")
+    write_fake_cache(cfg.run_dir)
+    m = json.loads(run_classify(cfg).read_text())
+    nb = m["models"]["naive_bayes"]
+    assert nb["selection"]["n_candidates"] == 3 and nb["params"]["var_smoothing"] in (1e-9, 1e-6, 1e-3)
+    assert nb["input"] == "features" and nb["feature_set"] == "cls" and nb["test"]["macro_auc"] > 0.75
+    assert m["comparisons"]["best"] == "naive_bayes"  # the dummy is a baseline, the toy is not
+    model, _ = load_model(cfg.run_dir, "naive_bayes")
+    assert model.estimator.var_smoothing == nb["params"]["var_smoothing"]

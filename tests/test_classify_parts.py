@@ -145,7 +145,8 @@ class Spy:
 @pytest.mark.parametrize("multi", [True, False])
 def test_streaming_fit_reads_blocks_and_learns(tmp_path, multi):
     from probekit.core.config import ClassifySection
-    from probekit.stages.classify.models import Candidate, build, predict_scores
+    from probekit.stages.classify.models import predict_scores
+    from probekit.stages.classify.registry import Candidate, build
     from probekit.stages.classify.stream import fit_streaming
 
     rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
 """kill -9 during classify, then the same command: finished models are kept, the result is
-the uninterrupted run's (a real subprocess, a real kill)."""
+the uninterrupted run's (a real subprocess, a real kill). A finished run's models are kept too."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import pytest
 from tests.conftest import ROOT, make_config, write_fake_cache
 
 MODELS = '["dummy", "logreg", "random_forest"]'
-SETS = ["--set", f"classify.models={MODELS}", "--set", "classify.rf_n_estimators=[400]",
-        "--set", "classify.rf_min_samples_leaf=[1]", "--set", "classify.logreg_C=[0.1]", "--set", "classify.n_jobs=1",
+SETS = ["--set", f"classify.models={MODELS}", "--set", "classify.random_forest.n_estimators=[400]",
+        "--set", "classify.random_forest.min_samples_leaf=[1]", "--set", "classify.logreg.C=[0.1]",
+        "--set", "classify.n_jobs=1",
         "--set", "report.wandb=False", "--set", "classify.n_bootstrap=200"]
 
 
@@ -47,7 +48,7 @@ def test_kill_9_during_classify_then_the_same_command_again(tmp_path):
 
     proc = subprocess.Popen(_cmd(tmp_path / "killed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    marker = runs["killed"] / "classify.partial" / "logreg.json"
+    marker = runs["killed"] / "classify.progress" / "logreg.json"
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -57,9 +58,9 @@ def test_kill_9_during_classify_then_the_same_command_again(tmp_path):
 
     done = subprocess.run(_cmd(tmp_path / "killed"), cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "logreg" in done.stderr and "kept from the interrupted run" in done.stderr
+    assert "logreg" in done.stderr and "kept from an earlier run" in done.stderr
     assert "random_forest        kept" not in done.stderr  # the unfinished model was fitted again
-    assert not (runs["killed"] / "classify.partial").exists()
+    assert (runs["killed"] / "classify.progress" / "random_forest.json").is_file()  # kept for the next rerun
     want, got = (json.loads((runs[n] / "metrics.json").read_text()) for n in ("reference", "killed"))
     assert _stable(got) == _stable(want)
     for f in sorted((runs["reference"] / "scores").glob("*.npy")):
@@ -71,7 +72,7 @@ def test_a_changed_file_or_setting_means_the_model_is_fitted_again(tmp_path):
     from probekit.stages.classify.train import run_classify
 
     write_fake_cache(tmp_path / "artifacts" / "demo")
-    cfg = make_config(tmp_path, "classify.models=['dummy','logreg']", "classify.logreg_C=[0.1]",
+    cfg = make_config(tmp_path, "classify.models=['dummy','logreg']", "classify.logreg.C=[0.1]",
                       "classify.n_bootstrap=0", "classify.n_jobs=1")
     run_dir = cfg.run_dir
     progress = Progress(run_dir, {"setting": 1})
@@ -86,5 +87,30 @@ def test_a_changed_file_or_setting_means_the_model_is_fitted_again(tmp_path):
     arr[0, 0] += 0.5
     np.save(scores, arr)
     assert progress.done("logreg") is None  # a file that changed since is not trusted
-    progress.finish()
+    progress.clear()
     assert not progress.dir.exists()
+
+
+def test_a_rerun_of_a_finished_run_fits_nothing_and_writes_the_same_metrics(tmp_path, caplog, monkeypatch):
+    from probekit.stages.classify import train
+
+    write_fake_cache(tmp_path / "artifacts" / "demo")
+    cfg = make_config(tmp_path, "classify.models=['dummy','logreg']", "classify.logreg.C=[0.1]",
+                      "classify.n_bootstrap=50", "classify.n_jobs=1")
+    first = json.loads(train.run_classify(cfg).read_text())
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished model was fitted again")
+
+    monkeypatch.setattr(train, "select", no_fit)
+    with caplog.at_level("INFO"):
+        again = json.loads(train.run_classify(cfg).read_text())
+    assert caplog.text.count("kept from an earlier run") == 2
+    assert _stable(again) == _stable(first)
+    monkeypatch.undo()
+    other = make_config(tmp_path, "classify.models=['dummy','logreg']", "classify.logreg.C=[0.3]",
+                        "classify.n_bootstrap=50", "classify.n_jobs=1")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        train.run_classify(other)  # another setting: both fitted anew
+    assert "kept from an earlier run" not in caplog.text

@@ -48,7 +48,7 @@ def test_report_without_metrics(tmp_path):
 
 def test_misspelled_key_on_the_command_line(tmp_path):
     r = probekit("classify", "--artifacts", str(tmp_path), "--set", "classify.logreg_c=2")
-    assert_one_line_error(r, "[classify] has no key 'logreg_c'", "logreg_C")
+    assert_one_line_error(r, "[classify] has no key 'logreg_c'", "classify.logreg.C")
 
 
 def test_misspelled_key_in_a_preset(tmp_path):

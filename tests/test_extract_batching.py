@@ -47,7 +47,7 @@ def test_windows_fold_into_one_row_per_text():
 def tiny(tiny_encoder):
     pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder
+    from probekit.stages.extract.engine.loading import load_encoder
 
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32", max_length=12)
     tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")
@@ -55,7 +55,7 @@ def tiny(tiny_encoder):
 
 
 def test_order_is_restored_whatever_the_batching(tiny):
-    from probekit.stages.extract.encode import make_extractor
+    from probekit.stages.extract.engine.loading import make_extractor
 
     enc, tokenizer, model = tiny
     rng = np.random.default_rng(1)
@@ -91,7 +91,7 @@ def _window_reference(tokenizer, model, text, max_length, stride, name, agg):
 @pytest.mark.parametrize("agg", ["mean", "max"])
 def test_long_texts_in_windows(tiny, agg):
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import make_extractor
+    from probekit.stages.extract.engine.loading import make_extractor
 
     _, tokenizer, model = tiny
     enc = EncoderSection(model="x", max_length=12, long_text="window", window_stride=3, window_agg=agg)
@@ -116,7 +116,7 @@ def test_long_texts_in_windows(tiny, agg):
 def test_bfloat16_and_int8_stay_close_to_float32(tiny_encoder):
     pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder, make_extractor, resolve_dtype
+    from probekit.stages.extract.engine.loading import load_encoder, make_extractor, resolve_dtype
 
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend is angry"] * 3
     out = {}
@@ -138,8 +138,8 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
     """The CUDA pipeline (a padding thread feeding the device) run on the CPU."""
     import threading
 
-    from probekit.stages.extract.encode import make_extractor
     from probekit.stages.extract.engine import extractor
+    from probekit.stages.extract.engine.loading import make_extractor
 
     enc, tokenizer, model = tiny
     texts = ["happy glad", "the sad movie was so very gloomy today", "my friend", "a"] * 5
@@ -164,7 +164,7 @@ def test_overlapped_padding_gives_the_same_features_and_surfaces_errors(tiny, mo
 def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
     pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder, make_extractor
+    from probekit.stages.extract.engine.loading import load_encoder, make_extractor
 
     model_dir = request.getfixturevalue(family)  # a BERT, or a DistilBERT (other module names)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
@@ -188,8 +188,8 @@ def test_fused_cpu_layers_give_the_model_s_own_features(family, request):
 def test_cls_only_runs_the_last_layer_on_position_0_alone(family, request):
     pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder, make_extractor
     from probekit.stages.extract.engine.fastpath import fused_last_layer
+    from probekit.stages.extract.engine.loading import load_encoder, make_extractor
 
     model_dir = request.getfixturevalue(family)
     texts = ["happy glad joy", "the sad movie was so very gloomy today", "my friend", "a b c"] * 3
@@ -224,8 +224,8 @@ def test_fused_matmuls_run_on_few_row_counts():
 def test_only_bert_style_layers_on_the_cpu_are_fused(tiny_encoder):
     torch = pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder
     from probekit.stages.extract.engine.fastpath import fuse_encoder_layers
+    from probekit.stages.extract.engine.loading import load_encoder
 
     enc = EncoderSection(model=str(tiny_encoder), fuse_layers=False)
     model = load_encoder(enc, str(tiny_encoder), True, "cpu")[1]
@@ -301,8 +301,8 @@ def test_a_fused_layer_reads_the_previous_layer_s_padded_buffer_without_a_copy()
 def test_cpu_workers_give_the_same_features_in_order_and_leave_nothing_behind(tiny_encoder, monkeypatch):
     torch = pytest.importorskip("torch")
     from probekit.core.config import EncoderSection
-    from probekit.stages.extract.encode import load_encoder, make_extractor
     from probekit.stages.extract.engine import extractor
+    from probekit.stages.extract.engine.loading import load_encoder, make_extractor
 
     class Bar:  # what the extractor asks of a tqdm bar
         n = 0

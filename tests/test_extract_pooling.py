@@ -74,7 +74,7 @@ def _reference(model, tokenizer, text: str, name: str) -> np.ndarray:
 
 def test_every_pooling_from_one_forward_pass_matches_a_direct_computation(tiny_encoder):
     torch = pytest.importorskip("torch")
-    from probekit.stages.extract.encode import load_encoder, make_extractor
+    from probekit.stages.extract.engine.loading import load_encoder, make_extractor
 
     enc = EncoderSection(model=str(tiny_encoder), dtype="float32")
     tokenizer, model = load_encoder(enc, str(tiny_encoder), True, "cpu")

@@ -1,8 +1,12 @@
-"""The fine-tuning path: a tiny random BERT on a learnable toy dataset, a few steps, no network."""
+"""The fine-tuning path: a tiny random BERT on a learnable toy dataset, a few steps, no network.
+
+finetune writes only <run>/finetuned/; classify gathers it and scores it like its own models.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,11 +16,21 @@ from tests.conftest import make_config, toy_overrides
 pytest.importorskip("torch")
 
 FT = ["finetune.lr=0.003", "finetune.batch_size=8", "finetune.eval_batch_size=8", "finetune.warmup_ratio=0.0",
-      "finetune.patience=0", "classify.n_bootstrap=200"]
+      "finetune.patience=0", "classify.n_bootstrap=200", "classify.models=['dummy', 'logreg']",
+      "classify.logreg.C=[1.0]", "classify.logreg.class_weight=['none']"]
 
 
 def _cfg(tmp_path, data, encoder, *more, multi=True):
     return make_config(tmp_path, *toy_overrides(data, encoder, multi=multi), *FT, *more)
+
+
+def _classify(cfg) -> dict:
+    """extract then classify on the run (what `make extract classify` does); the metrics dict."""
+    from probekit.stages.classify.train import run_classify
+    from probekit.stages.extract.encode import run_extract
+
+    run_extract(cfg)
+    return json.loads(run_classify(cfg).read_text())
 
 
 @pytest.fixture
@@ -28,27 +42,34 @@ def finetuned_run(tmp_path, toy_data, tiny_encoder):
     return cfg, run_finetune(cfg)
 
 
-def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
+def test_fine_tuning_learns_writes_only_its_folder_and_classify_scores_it(finetuned_run):
     from probekit.core.metrics import score
     from probekit.core.thresholds import tune_thresholds
+    from probekit.stages.extract.data import load
 
     cfg, out = finetuned_run
     run_dir = cfg.run_dir
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert not (run_dir / "finetuned.partial").exists()
-    entry = json.loads((out / "result.json").read_text())
-    hist = entry["history"]
+    # the stage writes its own folder only: no metrics.json, nothing in <run>/scores/
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == ["finetuned"]
+    result = json.loads((out / "result.json").read_text())
+    assert "test" not in result and "validation" not in result and "thresholds" not in result
+    assert result["label_names"] == ["joy", "sadness", "anger", "fear"] and result["problem_type"] == "multi_label"
+    assert result["n_rows"] == {"train": 48, "validation": 16, "test": 16}
+    hist = result["history"]
     assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.05  # the loss falls
     assert max(h["validation_macro_auc"] for h in hist) > hist[0]["validation_macro_auc"]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    P_val = np.load(out / "scores" / "validation.npy")
+    P_test = np.load(out / "scores" / "test.npy")
+    assert P_val.shape == (16, 4) and P_test.dtype == np.float32
+
+    metrics = _classify(cfg)
     ft = metrics["models"]["finetuned"]
     assert ft["test"]["tuned"]["macro_auc"] > 0.75  # the dummy scores 0.5
     assert ft["selection"]["chosen"]["epoch"] == max(hist, key=lambda h: h["validation_metric"])["epoch"]
     # scored by classify's own code: thresholds tuned on validation, applied to test
-    P_val = np.load(run_dir / "scores" / "finetuned.validation.npy")
-    P_test = np.load(run_dir / "scores" / "finetuned.test.npy")
-    from probekit.stages.extract.data import load
-
+    np.testing.assert_array_equal(np.load(run_dir / "scores" / "finetuned.test.npy"), P_test)
     ds = load(cfg.data)
     thr = tune_thresholds(ds.splits["validation"].y, P_val)
     assert list(ft["thresholds"].values()) == pytest.approx(thr.tolist())
@@ -56,23 +77,44 @@ def test_fine_tuning_learns_and_is_scored_like_the_frozen_models(finetuned_run):
     assert ft["test"]["tuned"]["macro_f1"] == pytest.approx(again["macro_f1"])
     lo, hi = ft["test"]["ci"]["macro_f1"]
     assert lo <= ft["test"]["tuned"]["macro_f1"] <= hi
-    assert metrics["comparisons"]["best"] == "finetuned"
-
-
-def test_classify_keeps_the_fine_tuned_model_beside_its_own(finetuned_run):
-    from probekit.stages.classify.train import run_classify
-    from probekit.stages.extract.encode import run_extract
-
-    cfg, _ = finetuned_run
-    run_extract(cfg)
-    metrics = json.loads(run_classify(cfg).read_text())
-    assert {"finetuned", "logreg", "dummy"} <= set(metrics["models"])
+    assert {"finetuned", "logreg", "dummy"} == set(metrics["models"])
     assert set(metrics["comparisons"]["p_better"]) | {metrics["comparisons"]["best"]} == set(metrics["models"])
-    assert "ci" in metrics["models"]["finetuned"]["test"]
+
+
+def test_finetune_then_classify_only_scores_the_fine_tuned_model(finetuned_run, caplog, monkeypatch):
+    from probekit.stages.classify import train
+
+    cfg, out = finetuned_run
+    aside = cfg.run_dir.parent / "aside"
+    out.rename(aside)
+    before = _classify(cfg)  # a finished run without fine-tuning
+    assert "finetuned" not in before["models"]
+    aside.rename(out)  # what `make finetune` adds
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished sklearn model was fitted again")
+
+    monkeypatch.setattr(train, "select", no_fit)
+    with caplog.at_level("INFO"):
+        metrics = json.loads(train.run_classify(cfg).read_text())
+    assert caplog.text.count("kept from an earlier run") == 2
+    assert set(metrics["models"]) == {"dummy", "logreg", "finetuned"}
+    assert metrics["models"]["logreg"]["test"]["tuned"] == before["models"]["logreg"]["test"]["tuned"]
+
+
+def test_a_fine_tuned_model_from_other_rows_is_left_out(finetuned_run, caplog):
+    cfg, out = finetuned_run
+    result = json.loads((out / "result.json").read_text())
+    result["n_rows"]["test"] = 15
+    (out / "result.json").write_text(json.dumps(result))
+    with caplog.at_level("WARNING"):
+        metrics = _classify(cfg)
+    assert "finetuned" not in metrics["models"] and "leaving out the fine-tuned model" in caplog.text
+    assert "rows per split" in caplog.text
 
 
 def test_a_rerun_reuses_the_checkpoint_and_predict_uses_it(finetuned_run, caplog):
-    from probekit.run import predict
+    from probekit.run import load_run
     from probekit.stages.extract.data import load
     from probekit.stages.extract.finetune import run_finetune
 
@@ -81,11 +123,16 @@ def test_a_rerun_reuses_the_checkpoint_and_predict_uses_it(finetuned_run, caplog
     with caplog.at_level("INFO"):
         run_finetune(cfg)
     assert "reusing" in caplog.text and (out / "model.safetensors").stat().st_mtime_ns == before
+    _classify(cfg)
     texts = load(cfg.data).splits["test"].texts[:5]
-    got = predict(cfg.run_dir, texts, model="finetuned")
-    want = np.load(cfg.run_dir / "scores" / "finetuned.test.npy")[:5]
+    run = load_run(cfg.run_dir)
+    got = run.predict(texts, model="finetuned")
+    want = np.load(out / "scores" / "test.npy")[:5]
     np.testing.assert_allclose(got["probabilities"], want, atol=1e-5)
     assert got["predicted"].shape == (5, 4) and set(got["thresholds"]) == set(got["labels"])
+    loaded = run._finetuned
+    np.testing.assert_allclose(run.predict(texts[:2], model="finetuned")["probabilities"], want[:2], atol=1e-5)
+    assert run._finetuned is loaded  # kept across calls
 
 
 def test_same_seed_same_model_and_a_left_over_partial_folder_is_not_trusted(tmp_path, toy_data, tiny_encoder):
@@ -99,7 +146,7 @@ def test_same_seed_same_model_and_a_left_over_partial_folder_is_not_trusted(tmp_
         (partial / "model.safetensors").write_bytes(b"half a file")  # what a killed run leaves
         run_finetune(cfg)
         assert not partial.exists()
-        scores.append(np.load(cfg.run_dir / "scores" / "finetuned.test.npy"))
+        scores.append(np.load(cfg.run_dir / "finetuned" / "scores" / "test.npy"))
         assert json.loads((cfg.run_dir / "finetuned" / "result.json").read_text())["history"][-1]["step"] == 4
     np.testing.assert_array_equal(scores[0], scores[1])
 
@@ -122,8 +169,7 @@ def test_single_label_head_only_phase_leaves_the_encoder_frozen(tmp_path, toy_si
             torch.testing.assert_close(tuned.base_model.state_dict()[name], p, msg=name)
     dropout = "dropout" if family == "tiny_distilbert" else "hidden_dropout_prob"
     assert tuned.config.problem_type == "single_label_classification" and getattr(tuned.config, dropout) == 0.0
-    metrics = json.loads((cfg.run_dir / "metrics.json").read_text())
-    ft = metrics["models"]["finetuned"]
+    ft = _classify(cfg)["models"]["finetuned"]
     assert ft["thresholds"] is None and "accuracy" in ft["test"] and len(ft["test"]["confusion_matrix"]) == 4
     assert [h["phase"] for h in ft["history"]] == ["head", "head"]
     assert ft["history"][-1]["train_loss"] < ft["history"][0]["train_loss"]
@@ -170,14 +216,12 @@ def test_bad_settings_are_one_line_errors(tmp_path, toy_data, tiny_encoder, caps
 
 
 def test_predict_without_a_fine_tuned_model_says_what_to_run(finetuned_run):
-    import shutil
-
+    from probekit.core.errors import ProbekitError
     from probekit.run import predict
 
     cfg, out = finetuned_run
+    _classify(cfg)
     shutil.rmtree(out)
-    from probekit.core.errors import ProbekitError
-
     with pytest.raises(ProbekitError, match="run 'make finetune'"):
         predict(cfg.run_dir, ["happy"], model="finetuned")
 

@@ -24,8 +24,9 @@ from probekit.core.cache import read_cache  # noqa: E402
 from probekit.core.config import load_config  # noqa: E402
 from probekit.core.errors import ConfigError, ProbekitError  # noqa: E402
 from probekit.core.pooling import parse_pooling  # noqa: E402
-from probekit.stages.extract.encode import load_encoder, run_extract  # noqa: E402
+from probekit.stages.extract.encode import run_extract  # noqa: E402
 from probekit.stages.extract.engine.extractor import Extractor  # noqa: E402
+from probekit.stages.extract.engine.loading import load_encoder  # noqa: E402
 
 MAX_LENGTH = 16
 

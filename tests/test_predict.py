@@ -12,8 +12,8 @@ from probekit.core.errors import ProbekitError
 from probekit.run import format_rows, predict, read_texts
 from probekit.stages.classify.train import run_classify
 
-FAST = ["classify.n_jobs=1", "classify.logreg_C=1.0", "classify.logreg_class_weight=['none']",
-        "classify.tfidf_C=4.0", "classify.n_bootstrap=20", "classify.rf_n_estimators=10"]
+FAST = ["classify.n_jobs=1", "classify.logreg.C=1.0", "classify.logreg.class_weight=['none']",
+        "classify.tfidf_logreg.C=4.0", "classify.n_bootstrap=20", "classify.random_forest.n_estimators=10"]
 
 
 @pytest.fixture(scope="module")

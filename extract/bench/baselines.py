@@ -176,7 +176,7 @@ def random_model(shape: str, out: Path, seed: int = 0) -> str:
 
     from probekit.core.config import EncoderSection
     from probekit.core.errors import ConfigError
-    from probekit.stages.extract.encode import resolve_model
+    from probekit.stages.extract.engine.loading import resolve_model
 
     hint = "use e.g. 'distilbert' (distilbert-base-uncased's shape) or 'bert', or '' for [encoder] model."
     try:

@@ -1,19 +1,19 @@
 """``make bench-extract``: probekit's extraction against the book's recipe and sentence-transformers.
 
-    probekit bench-extract --config configs/goemotions-local.toml --data ../shared/data/goemotions
-    make bench-extract                      (GoEmotions from ../shared/data/goemotions when present)
+    probekit bench-extract --config configs/goemotions-local.toml --data DIR
+    make bench-extract DATA=DIR             (GoEmotions' TSVs in DIR; without DATA: the demo data)
 
 On the first ``[bench] n_texts`` train texts, with the same model and torch threads, it
 times (a) the book's recipe, (b) sentence-transformers' ``encode``, (c) probekit in each
 of ``[bench] dtypes``, in ``repeats`` interleaved rounds (each method's fastest round
 counts). It reports texts/s, real tokens/s, the padded-token fraction, useful GFLOP/s as
 a fraction of this machine's fp32 matmul peak (burst and sustained, see
-``extract.bench_baselines``; and paired: each round over a peak timed just before it, as the
-machine is shared), speed ratios, the feature difference to
-the book's, test macro-F1 of logistic regression per dtype, and the peak RSS of
-``probekit extract`` on all the data vs a quarter of it (``extract.bench_rss``). The
-table goes to stdout, the JSON to ``<artifacts>/<run>/<[bench] output>``. A benchmark,
-not a test: run it on a quiet machine.
+``extract.bench.baselines``; and paired: each round over a peak timed just before it, as the
+machine is shared), speed ratios, the feature difference to the book's, test macro-F1 of
+logistic regression per dtype, and the peak RSS of ``probekit extract`` on all the data vs
+a quarter of it (``extract.bench.rss``). The data is the config's [data]. The table
+(``extract.bench.report``) goes to stdout, the JSON to ``<artifacts>/<[bench] output>``.
+A benchmark, not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probekit.core.config import PROJECT_ROOT, Config, DataSection, load_config
+from probekit.core.config import Config, DataSection
 from probekit.core.errors import ConfigError
 from probekit.core.runfolder import write_json_atomic
 from probekit.stages.extract import data as data_mod
@@ -39,7 +39,9 @@ from probekit.stages.extract.bench.baselines import (
     random_model,
     sustained_fp32_gflops,
 )
-from probekit.stages.extract.encode import (
+from probekit.stages.extract.bench.report import format_table, summarise
+from probekit.stages.extract.engine.batching import tokenize
+from probekit.stages.extract.engine.loading import (
     cpu_threads,
     load_encoder,
     make_extractor,
@@ -47,7 +49,6 @@ from probekit.stages.extract.encode import (
     resolve_dtype,
     resolve_model,
 )
-from probekit.stages.extract.engine.batching import tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -55,22 +56,15 @@ WARMUP_TEXTS = 128
 
 
 def bench_data(cfg: Config) -> DataSection:
-    """[bench] data: the run's [data]; with ``auto``, GoEmotions from ``goemotions_dir`` in place
-    of the demo data or of a local preset with no path, or the demo data when GoEmotions is absent."""
-    b = cfg.bench
-    local = cfg.data.source == "local"
-    demo = local and Path(cfg.data.path).resolve() == (PROJECT_ROOT / "extract/demo").resolve()
-    if b.data != "auto" or not (demo or (local and not cfg.data.path)):
-        return cfg.data
-    ge = Path(b.goemotions_dir)
-    ge = ge if ge.is_absolute() else PROJECT_ROOT / ge
-    if (ge / "train.tsv").is_file():
-        return load_config(PROJECT_ROOT / "configs/goemotions-local.toml", [f"data.path={str(ge)!r}"]).data
-    return load_config(PROJECT_ROOT / "configs/demo.toml").data
+    """The data the benchmark times: the config's [data], which must name its files.
 
-
-def _cosine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    return (A * B).sum(1) / np.maximum(np.linalg.norm(A, axis=1) * np.linalg.norm(B, axis=1), 1e-12)
+    Raises:
+        ConfigError: a local [data] with no path (a preset such as goemotions-local run without DATA=).
+    """
+    if cfg.data.source == "local" and not cfg.data.path:
+        raise ConfigError(f"{cfg.source or 'the config'}: [data] path is empty; run make bench-extract DATA=<data "
+                          "folder> (GoEmotions' TSVs), or without DATA to time the demo data (configs/demo.toml).")
+    return cfg.data
 
 
 def macro_f1(X_train, y_train, X_test, y_test, problem_type: str, seed: int = 0) -> float:
@@ -157,6 +151,7 @@ def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float 
 
 def run_bench(cfg: Config) -> dict:
     """Run the benchmark; print the table, write and return the JSON."""
+    bench_data(cfg)  # before any model is built or torch imported
     if not cfg.bench.model_shape:
         return _run_bench(cfg)
     with tempfile.TemporaryDirectory(prefix="probekit-bench-model-") as tmp:
@@ -227,62 +222,6 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
     return result
 
 
-def summarise(n_texts: int, lengths: np.ndarray, peaks: dict, seconds: dict, padded: dict, features: dict,
-              flops: float, default: str, dtypes: list[str], executed: dict | None = None,
-              paired: dict | None = None) -> dict:
-    """The JSON of the timing part (see README, "Performance").
-
-    Args:
-        peaks: fp32 matmul GFLOP/s, {"burst": ..., "sustained": ...}.
-        flops: the useful FLOPs of the texts (the model's forward on real tokens).
-        executed: per dtype, the FLOPs probekit ran when fewer (its last layer on [CLS] alone).
-        paired: per method, the sustained peak timed just before each of its rounds; each
-            round's useful GFLOP/s over its own peak, the median of the rounds, is
-            ``paired_peak_fraction``.
-    """
-    real = int(lengths.sum())
-    peak, sustained = peaks["burst"], peaks["sustained"]
-
-    def entry(name: str, executed_flops: float | None = None) -> dict:
-        t = min(seconds[name])
-        e = {"texts_per_s": round(n_texts / t, 2), "real_tokens_per_s": round(real / t, 1),
-             "padded_fraction": round(1 - real / padded[name], 4), "gflops": round(flops / t / 1e9, 2),
-             "peak_fraction": round(flops / t / 1e9 / peak, 4),
-             "sustained_peak_fraction": round(flops / t / 1e9 / sustained, 4), "seconds": seconds[name]}
-        if (paired or {}).get(name):
-            e.update(paired_peak_gflops=paired[name], paired_peak_fraction=round(float(np.median(
-                [flops / s / 1e9 / p for s, p in zip(seconds[name], paired[name])])), 4))
-        if executed_flops is not None and executed_flops < flops:
-            e.update(executed_gflops=round(executed_flops / t / 1e9, 2),
-                     executed_peak_fraction=round(executed_flops / t / 1e9 / peak, 4))
-        return e
-
-    out: dict = {"subset": {"n_texts": n_texts, "real_tokens": real}, "peak_fp32_gflops": round(peak, 1),
-                 "peak_fp32_gflops_sustained": round(sustained, 1), "useful_gflop": round(flops / 1e9, 2),
-                 "default_dtype": default, "probekit": {}}
-    for base in ("book", "sentence_transformers"):
-        if base in seconds:
-            out[base] = entry(base)
-    book = features.get("book")
-    fp32 = features.get("probekit float32")
-    for d in dtypes:
-        e = entry(f"probekit {d}", (executed or {}).get(d))
-        X = features[f"probekit {d}"]
-        for base, key in (("book", "ratio_vs_book"), ("sentence_transformers", "ratio_vs_st")):
-            e[key] = round(e["texts_per_s"] / out[base]["texts_per_s"], 3) if base in out else None
-        if book is not None:
-            cos = _cosine(X, book)
-            e.update(max_abs_diff_vs_book=float(np.abs(X - book).max()),
-                     mean_abs_diff_vs_book=float(np.abs(X - book).mean()),
-                     min_cosine_vs_book=round(float(cos.min()), 6))
-        if fp32 is not None:
-            cos = _cosine(X, fp32)
-            e.update(min_cosine_vs_fp32=round(float(cos.min()), 6), mean_cosine_vs_fp32=round(float(cos.mean()), 6),
-                     mean_abs_diff_vs_fp32=float(np.abs(X - fp32).mean()))
-        out["probekit"][d] = e
-    return out
-
-
 def _add_f1(cfg: Config, ds, result: dict, extractors: dict, features: dict) -> None:
     """Test macro-F1 of logistic regression on each dtype's features (train: the benchmark's texts)."""
     n = len(next(iter(features.values())))
@@ -298,43 +237,3 @@ def _add_f1(cfg: Config, ds, result: dict, extractors: dict, features: dict) -> 
         ref = result["probekit"]["float32"]["test_macro_f1"]
         for e in result["probekit"].values():
             e["f1_delta_vs_fp32"] = round(e["test_macro_f1"] - ref, 4)
-
-
-def format_table(r: dict) -> str:
-    """The benchmark as a plain-text table."""
-    head = (f"{'method':<24}{'texts/s':>9}{'tokens/s':>10}{'padded':>8}{'GFLOP/s':>9}{'%peak':>7}{'%sust':>7}"
-            f"{'%pair':>7}{'x book':>8}{'x ST':>7}{'max|d| book':>13}{'min cos':>9}{'F1':>8}")
-    lines = [f"extraction benchmark: {r['subset']['n_texts']} texts, {r['subset']['real_tokens']} real tokens, "
-             f"fp32 matmul peak {r['peak_fp32_gflops']:.0f} GFLOP/s (burst), "
-             f"{r['peak_fp32_gflops_sustained']:.0f} sustained, default dtype {r['default_dtype']}"]
-    if "conditions" in r:
-        lines.append(f"model: {r['conditions']['model']}; device: {r['conditions']['device']}")
-    lines.append(head)
-
-    def row(name: str, e: dict) -> str:
-        def f(key, fmt, width):
-            v = e.get(key)
-            return format(v, fmt).rjust(width) if isinstance(v, (int, float)) else "-".rjust(width)
-        return (f"{name:<24}{f('texts_per_s', '.1f', 9)}{f('real_tokens_per_s', '.0f', 10)}"
-                f"{f('padded_fraction', '.1%', 8)}{f('gflops', '.1f', 9)}{f('peak_fraction', '.0%', 7)}"
-                f"{f('sustained_peak_fraction', '.0%', 7)}{f('paired_peak_fraction', '.0%', 7)}"
-                f"{f('ratio_vs_book', '.2f', 8)}{f('ratio_vs_st', '.2f', 7)}{f('max_abs_diff_vs_book', '.1e', 13)}"
-                f"{f('min_cosine_vs_fp32', '.4f', 9)}{f('test_macro_f1', '.4f', 8)}")
-
-    for base in ("book", "sentence_transformers"):
-        if base in r:
-            lines.append(row(base, r[base]))
-    lines += [row(f"probekit {d}", e) for d, e in r["probekit"].items()]
-    if "rss" in r:
-        lines.append(rss_line(r["rss"]))
-    return "\n".join(lines)
-
-
-def rss_line(rss: dict) -> str:
-    if "full" not in rss:
-        return f"peak RSS: {rss.get('skipped', 'not measured')}"
-    full, quarter = rss["full"], rss["quarter"]
-    return (f"peak RSS of probekit extract: {full['max_rss_mb']:.0f} MB on {full['n_texts']} texts "
-            f"({full['seconds']:.1f}s), {quarter['max_rss_mb']:.0f} MB on {quarter['n_texts']} "
-            f"(ratio {rss['ratio']:.2f}); warm rerun {rss['warm_rerun_s']:.2f}s after imports "
-            f"({rss['warm_rerun_s_without_wandb']:.2f}s without W&B)")

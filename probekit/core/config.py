@@ -5,7 +5,11 @@ A preset has one table per stage (``[run]``, ``[data]``, ``[encoder]``, ``[class
 declares is an error that names the key and lists the valid ones. This module is
 torch-free: ``classify`` and ``analysis`` import it on a laptop.
 
-    cfg = load_config("configs/demo.toml", overrides=["classify.logreg_C=0.5"])
+    cfg = load_config("configs/demo.toml", overrides=["classify.logreg.C=0.5"])
+
+A section may hold sub-tables one level down: ``[classify.<model>]`` (a model's grid and
+settings, collected into ``ClassifySection.model_tables``) and ``[search.grid]``; an
+override reaches them as ``--set classify.logreg.C=0.5``.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ import tomllib
 
 from probekit.core.errors import ConfigError, ProbekitError  # noqa: F401  (ProbekitError: re-exported)
 from probekit.core.sections import DataSection, EncoderSection, ReportSection, RunSection
-from probekit.core.sections_classify import SEARCH_MODELS, ClassifySection, SearchSection  # noqa: F401
+from probekit.core.sections_classify import ClassifySection, SearchSection
 from probekit.core.sections_common import (  # noqa: F401  (re-exported)
-    CLASSIFIERS,
     PROJECT_ROOT,
     SPLITS,
 )
@@ -97,22 +100,32 @@ def _coerce(where: str, default: Any, value: Any) -> Any:
 
 def _build_section(section: str, values: dict) -> Any:
     cls = SECTIONS[section]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    sub = getattr(cls, "SUBTABLES", "")  # the field that collects the [section.<name>] tables, if any
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != sub}
     defaults = cls()
-    kwargs = {}
+    kwargs: dict = {sub: {}} if sub else {}
     for key, value in values.items():
+        if sub and key not in fields and isinstance(value, dict):
+            kwargs[sub][key] = value
+            continue
         if key not in fields:
-            raise ConfigError(f"[{section}] has no key {key!r}; valid keys: {', '.join(fields)}.")
+            hint = f"; a model's grid and settings go in its own table, e.g. [{section}.logreg] C = [0.1, 1.0] " \
+                f"or --set {section}.logreg.C=0.5" if sub else ""
+            raise ConfigError(f"[{section}] has no key {key!r}; valid keys: {', '.join(fields)}{hint}.")
         kwargs[key] = _coerce(f"[{section}] {key}", getattr(defaults, key), value)
     return cls(**kwargs)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Split ``section.key=value``; the value is TOML (as in the presets), a Python literal, or a bare string."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set classify.logreg_C=0.5.")
-    dotted, raw = text.split("=", 1)
-    section, key = dotted.strip().split(".", 1)
+    """Split ``section.key=value`` or ``section.table.key=value`` (a sub-table such as
+    ``[classify.logreg]``: the key is then ``table.key``); the value is TOML (as in the
+    presets), a Python literal, or a bare string."""
+    dotted = text.split("=", 1)[0].strip()
+    if "=" not in text or not 2 <= len(dotted.split(".")) <= 3 or not all(dotted.split(".")):
+        raise ConfigError(f"--set {text!r}: expected section.key=value or section.table.key=value, "
+                          "e.g. --set classify.n_jobs=2 or --set classify.logreg.C=0.5.")
+    raw = text.split("=", 1)[1]
+    section, key = dotted.split(".", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]  # false, 0.5, "x", [1, 2]
     except tomllib.TOMLDecodeError:
@@ -148,7 +161,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         source = str(p)
     for item in overrides:
         section, key, value = parse_override(item)
-        raw.setdefault(section, {})[key] = value
+        table, _, leaf = key.rpartition(".")
+        target = raw.setdefault(section, {})
+        if table:  # one level down: [section.table]
+            if not isinstance(target, dict) or not isinstance(target.get(table, {}), dict):
+                raise ConfigError(f"--set {item!r}: [{section}] {table} is not a table.")
+            target = target.setdefault(table, {})
+        if isinstance(target, dict):
+            target[leaf] = value
     where = f"{source or '--set'}: "
     try:
         tables = [("", raw)] + [(f"[{k}] ", v) for k, v in raw.items() if isinstance(v, dict)]

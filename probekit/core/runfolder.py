@@ -2,7 +2,7 @@
 
     <artifacts>/<run>/
         features/                      the feature cache (probekit.core.cache; written by extract)
-        finetuned/                     the fine-tuned encoder and its scores (written by finetune)
+        finetuned/                     the fine-tuned encoder, result.json, scores/ (written by finetune)
         scores/<model>.<split>.npy     float32 probabilities of every classify model (written by classify)
         models/<model>.skops|.json     fitted classify models (written by classify)
         metrics.json                   every model's metrics (written by classify; read by report)
@@ -29,11 +29,28 @@ X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
 METRICS_NAME = "metrics.json"
 SCORES_DIRNAME = "scores"
 MODELS_DIRNAME = "models"
+FEATURES, TEXTS, BOTH = "features", "texts", "both"  # a model's "input" in metrics.json and models/<model>.json
 
 
+# The fine-tuning stage's folder (written by finetune only; classify gathers it when present).
 FINETUNED_DIRNAME = "finetuned"
 FINETUNED_MODEL = "finetuned"  # its name among the models of metrics.json
-FINETUNED_RESULT = "result.json"  # <run>/finetuned/result.json: its entry and training history
+FINETUNED_RESULT = "result.json"  # <run>/finetuned/result.json: settings, run key, data, history (no metrics)
+FINETUNED_SCORES_DIRNAME = "scores"  # <run>/finetuned/scores/<split>.npy: float32 (n_rows, n_labels)
+FINETUNED_SCORED_SPLITS = ("validation", "test")
+
+
+def finetuned_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / FINETUNED_DIRNAME
+
+
+def finetuned_scores_name(split: str) -> str:
+    """A split's probabilities, relative to the fine-tuned folder: scores/<split>.npy."""
+    return f"{FINETUNED_SCORES_DIRNAME}/{split}.npy"
+
+
+def finetuned_scores_path(run_dir: str | Path, split: str) -> Path:
+    return finetuned_dir(run_dir) / finetuned_scores_name(split)
 
 
 def features_dir(run_dir: str | Path) -> Path:

@@ -13,14 +13,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout (configs/, th
 PROBLEM_TYPES = ("multi_label", "single_label")
 LOCAL_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
 LABEL_FORMATS = ("auto", "ids", "names", "ids_csv", "names_csv", "columns")
-CLASSIFIERS = (
-    "dummy", "dummy_stratified", "dummy_most_frequent",  # baselines: prior, stratified, most frequent
-    "tfidf_logreg",  # TF-IDF word 1..n-grams of the raw texts + logistic regression
-    "logreg", "random_forest",  # on the cached features
-    "random_forest_ovr", "logreg_chain",  # multi-label strategies: one forest per label; a classifier chain
-    "hybrid_logreg",  # late fusion: tfidf_logreg's log-odds + emb_weight x logreg's (weight chosen on validation)
-    "sgd_stream",  # SGDClassifier.partial_fit over memory-mapped features: data larger than memory
-)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -13,10 +13,7 @@ from probekit.core.sections_common import _choice
 class BenchSection:
     """``make bench-extract``: extraction speed against the book's recipe and sentence-transformers."""
 
-    # auto: the GoEmotions TSVs in goemotions_dir when they exist and [data] is the demo default,
-    # else [data]; config: always [data].
-    data: str = "auto"
-    goemotions_dir: str = "../shared/data/goemotions"  # relative paths: from the project root
+    # The data timed is the config's [data] (make bench-extract DATA=dir, or the demo data).
     n_texts: int = 4000  # the first n_texts train texts are timed
     # interleaved rounds of every method; each method's fastest round is reported (on shared 2-core
     # machines one round of the same method can take twice as long as another)
@@ -36,7 +33,6 @@ class BenchSection:
     model_shape: str = ""
 
     def __post_init__(self):
-        _choice("bench", "data", self.data, ("auto", "config"))
         if self.n_texts < 1 or self.repeats < 1 or self.f1_test_texts < -1 or self.paired_peak_s < 0:
             raise ConfigError(f"[bench] n_texts={self.n_texts} and repeats={self.repeats} must be >= 1, "
                               f"f1_test_texts={self.f1_test_texts} >= -1, paired_peak_s={self.paired_peak_s} >= 0.")

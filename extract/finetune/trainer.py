@@ -1,38 +1,17 @@
-"""Fine-tune the run's encoder end to end, scored exactly like the frozen-feature models.
+"""The fine-tuning loop: the model, its tokenized rows, the phases, validation after every epoch.
 
-    probekit finetune --config configs/demo.toml        (or: make finetune)
-
-``AutoModelForSequenceClassification`` on ``[finetune] model`` (default: the run's
-``[encoder] model``), trained on the same data, labels and splits as the feature cache
-(``extract.data.load`` with the run's ``[data]``): BCE with logits for multi-label data,
-cross entropy for single-label, optionally per-label ``pos_weight`` / balanced class
-weights or a focal loss; AdamW with linear warmup and decay; optionally the head alone
-first with the encoder frozen (``head_epochs``), then everything at ``lr``. Validation is
-scored after every epoch; the best epoch's weights are kept and training stops after
-``patience`` epochs without a better one.
-
-The kept model is scored by classify's own code: per-label thresholds tuned on
-validation (classify.thresholds), test scored once (classify.metrics), bootstrap
-intervals and paired comparisons with every other model (classify.compare).
-
-    <run>/finetuned/                    the best checkpoint: model.safetensors, config.json, tokenizer
-    <run>/finetuned/result.json         its metrics.json entry (with the run key and the training history)
-    <run>/scores/finetuned.<split>.npy  float32 (n_rows, n_labels) probabilities (validation, test)
-    <run>/metrics.json                  model "finetuned" beside the classify models
-
-Everything is written under ``<run>/finetuned.partial/`` first and renamed when complete:
-a killed run never leaves a checkpoint that a later run (or predict) trusts. A rerun with
-the same model, data, settings and seed reuses the finished checkpoint.
+``Trainer.fit`` runs the head-only phase (encoder frozen) and then every weight, scores
+validation after each epoch and saves the best epoch's weights to ``<staging>/checkpoint``.
+Early stopping scores validation with the shared metric code (probekit.core.metrics and
+.thresholds), the way classify scores its models; the fine-tuning stage writes no metrics
+itself: classify scores the kept model from its saved probabilities.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -40,41 +19,29 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from probekit.core.config import Config
+from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError
-from probekit.core.runfolder import cache_key, scores_path, write_json_atomic, write_scores
+from probekit.core.metrics import score
+from probekit.core.runfolder import SPLITS
 from probekit.core.thresholds import tune_thresholds
-from probekit.stages.classify.compare import merge_model, split_block
-from probekit.stages.extract import data as data_mod
-from probekit.stages.extract.encode import model_identity, pick_device, remote_code_error, resolve_model
+from probekit.stages.extract.engine.loading import remote_code_error
+from probekit.stages.extract.finetune.loss import label_matrix, make_loss
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "finetuned"
-DIRNAME = "finetuned"
-RESULT_NAME = "result.json"
-SPLITS = ("train", "validation", "test")
 # config attributes that hold a dropout probability, across BERT-, DistilBERT- and RoBERTa-style models
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
                 "seq_classif_dropout", "classifier_dropout")
 
 
-def label_matrix(y: np.ndarray, n_labels: int) -> np.ndarray:
-    """(n, n_labels) 0/1 labels from class ids (single-label) or the 0/1 matrix itself (multi-label)."""
-    return np.eye(n_labels, dtype=np.uint8)[y] if y.ndim == 1 else np.asarray(y, dtype=np.uint8)
+def validation_scores(Y: np.ndarray, P: np.ndarray, problem_type: str, names: list[str],
+                      cfg: ClassifySection) -> dict:
+    """Validation metrics of one epoch: thresholds tuned on these very scores when classify tunes them."""
+    tuned = problem_type == "multi_label" and cfg.thresholds == "tune"
+    return score(Y, P, problem_type, names, tune_thresholds(Y, P) if tuned else cfg.threshold)
 
 
-def finetuned_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / DIRNAME
-
-
-def read_result(run_dir: str | Path) -> dict | None:
-    """The finished fine-tuned model's metrics.json entry, or None when there is none."""
-    path = finetuned_dir(run_dir) / RESULT_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _amp_dtype(name: str, device: str) -> str:
+def amp_dtype(name: str, device: str) -> str:
     import torch
 
     if name != "auto":
@@ -92,40 +59,6 @@ def _autocast(device: str, dtype: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, dtype))
 
 
-def make_loss(kind: str, problem_type: str, Y_train: np.ndarray, max_pos_weight: float, gamma: float, device: str):
-    """loss(logits, labels) -> scalar: the configured remedy for class imbalance.
-
-    Args:
-        kind: "none", "pos_weight" (multi-label: BCE with each label's negatives/positives,
-            clipped to [1, max_pos_weight]; single-label: balanced class weights) or "focal".
-        Y_train: train labels as a (n, L) 0/1 matrix.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    pos = Y_train.sum(axis=0).astype(np.float64)
-    n = len(Y_train)
-    if problem_type == "multi_label":
-        ratio = np.divide(n - pos, pos, out=np.full_like(pos, max_pos_weight), where=pos > 0)
-        pos_weight = torch.tensor(np.clip(ratio, 1.0, max_pos_weight), dtype=torch.float32, device=device)
-
-        def loss(logits, labels):
-            if kind == "pos_weight":
-                return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
-            bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-            if kind == "focal":  # down-weights the cells the model already gets right
-                return ((1 - torch.exp(-bce)) ** gamma * bce).mean()
-            return bce.mean()
-    else:
-        balanced = np.divide(n, len(pos) * pos, out=np.zeros_like(pos), where=pos > 0)
-        weight = torch.tensor(balanced, dtype=torch.float32, device=device) if kind == "pos_weight" else None
-
-        def loss(logits, labels):
-            ce = F.cross_entropy(logits, labels, weight=weight, reduction="none" if kind == "focal" else "mean")
-            return ((1 - torch.exp(-ce)) ** gamma * ce).mean() if kind == "focal" else ce
-    return loss
-
-
 class Trainer:
     """One fine-tuning run: the model, its rows, the loss, the loop and validation."""
 
@@ -135,7 +68,7 @@ class Trainer:
 
         ft = self.ft = cfg.finetune
         self.cfg, self.ds, self.device = cfg, ds, device
-        self.amp = _amp_dtype(ft.dtype, device)
+        self.amp = amp_dtype(ft.dtype, device)
         self.multi = ds.problem_type == "multi_label"
         self.names = ds.label_names
         self.max_length = ft.max_length or cfg.encoder.max_length
@@ -276,9 +209,8 @@ class Trainer:
 
     def _validate(self, phase: str, train_loss: float, seen: int, train_s: float, lr: float) -> bool:
         P = self.predict("validation")
-        thr = tuned_thresholds(self.Y["validation"], P, self.ds.problem_type, self.cfg.classify.thresholds)
-        block = split_block(self.Y["validation"], P, self.ds.problem_type, self.names, self.cfg.classify.threshold, thr)
-        value = block["tuned"][self.ft.metric]
+        tuned = validation_scores(self.Y["validation"], P, self.ds.problem_type, self.names, self.cfg.classify)
+        value = tuned[self.ft.metric]
         value = -1.0 if value is None else value
         best = max((h["validation_metric"] for h in self.history), default=-math.inf)
         improved = value > best
@@ -286,13 +218,13 @@ class Trainer:
             "epoch": len(self.history) + 1, "phase": phase, "step": self.step, "lr": lr, "train_loss": train_loss,
             "train_examples": seen, "train_seconds": round(train_s, 3),
             "validation_loss": self.validation_loss(P),
-            **{f"validation_{k}": block["tuned"][k] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")},
+            **{f"validation_{k}": tuned[k] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")},
             "validation_metric": value, "best": improved,
         })
         h = self.history[-1]
         logger.info("finetune: epoch %d (%s): train loss %.4f, validation loss %.4f, macro-F1 %.3f, macro AUC %s%s",
                     h["epoch"], phase, train_loss, h["validation_loss"], h["validation_macro_f1"],
-                    _fmt(h["validation_macro_auc"]),
+                    fmt_score(h["validation_macro_auc"]),
                     "  (best so far: kept)" if improved else "")
         if improved:
             self.save(self.staging / "checkpoint")
@@ -331,11 +263,6 @@ class Trainer:
         return time.perf_counter() - t0
 
 
-def tuned_thresholds(Y_val: np.ndarray, P_val: np.ndarray, problem_type: str, mode: str) -> np.ndarray | None:
-    """Per-label thresholds from validation, as classify tunes them (multi-label, thresholds='tune')."""
-    return tune_thresholds(Y_val, P_val) if problem_type == "multi_label" and mode == "tune" else None
-
-
 def predict_rows(model, rows: list[dict], collate, batch_size: int, device: str, amp: str, multi: bool,
                  desc: str = "predict") -> np.ndarray:
     """Probabilities (n, L) of tokenized rows: length-sorted batches, returned in row order."""
@@ -356,135 +283,6 @@ def predict_rows(model, rows: list[dict], collate, batch_size: int, device: str,
     return out
 
 
-def run_key(cfg: Config, model_id: str, revision: str, ds) -> str:
-    """Everything that determines the fine-tuned model: reuse the checkpoint only when it matches."""
-    return cache_key({"model_id": model_id, "model_revision": revision, "finetune": dataclasses.asdict(cfg.finetune),
-                      "max_length": cfg.finetune.max_length or cfg.encoder.max_length, "seed": cfg.run.seed,
-                      "thresholds": cfg.classify.thresholds, "threshold": cfg.classify.threshold,
-                      "dataset_fingerprint": ds.fingerprints, "label_names": ds.label_names})
 
-
-def run_finetune(cfg: Config) -> Path:
-    """Fine-tune, keep the best checkpoint, score it, add it to metrics.json; return the checkpoint folder."""
-    import torch
-    from transformers import set_seed
-
-    ft = cfg.finetune
-    enc = dataclasses.replace(cfg.encoder, model=ft.model or cfg.encoder.model)
-    path, local = resolve_model(enc)
-    if local and cfg.data.source == "local":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    device = pick_device(ft.device)
-    ds = data_mod.load(cfg.data)
-    model_id, revision = model_identity(enc, path, local, cfg.trust_remote_code)
-    key = run_key(cfg, model_id, revision, ds)
-    run_dir = cfg.run_dir
-    out = finetuned_dir(run_dir)
-    done = read_result(run_dir)
-    Y = {s: label_matrix(ds.splits[s].y, len(ds.label_names)) for s in SPLITS}
-    n_rows = {s: len(ds.splits[s].texts) for s in SPLITS}
-    merge = dict(Y_test=Y["test"], label_names=ds.label_names, problem_type=ds.problem_type, n_rows=n_rows,
-                 cfg=cfg.classify, seed=cfg.run.seed, run_name=cfg.run.name)
-    if done and done.get("run_key") == key and all(scores_path(run_dir, MODEL_NAME, s).is_file()
-                                                   for s in ("validation", "test")):
-        logger.info("finetune: reusing %s (run key %s matches)", out, key)
-        merge_model(run_dir, MODEL_NAME, done, **merge)
-        return out
-
-    set_seed(cfg.run.seed)
-    if device == "cpu":
-        torch.set_num_threads(ft.num_threads or len(os.sched_getaffinity(0)))
-    staging = run_dir / f"{DIRNAME}.partial"
-    if staging.exists():
-        logger.info("finetune: discarding %s left by an interrupted run", staging)
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    trainer = Trainer(cfg, ds, path, local, device)
-    logger.info("finetune: %s on %s (%s), %d labels, %s, train %d of %d rows", model_id, device, trainer.amp,
-                len(ds.label_names), ds.problem_type, len(trainer.train_idx), n_rows["train"])
-    train_s = trainer.fit(staging)
-
-    from transformers import AutoModelForSequenceClassification
-
-    best = next(h for h in reversed(trainer.history) if h["best"])
-    trainer.model = AutoModelForSequenceClassification.from_pretrained(staging / "checkpoint").to(device)
-    t = time.perf_counter()
-    P = {"validation": trainer.best_P_val, "test": trainer.predict("test")}
-    predict_s = time.perf_counter() - t  # the test split, as classify's predict_seconds
-    thr = tuned_thresholds(Y["validation"], P["validation"], ds.problem_type, cfg.classify.thresholds)
-    blocks = {s: split_block(Y[s], P[s], ds.problem_type, ds.label_names, cfg.classify.threshold, thr)
-              for s in ("validation", "test")}
-    examples = sum(h["train_examples"] for h in trainer.history)
-    entry = {
-        "fit_seconds": round(train_s, 3),
-        "predict_seconds": round(predict_s, 3),
-        "threshold": cfg.classify.threshold,
-        "thresholds": None if thr is None else dict(zip(ds.label_names, map(float, thr))),
-        "feature_set": None,
-        "input": "texts",
-        # the settings that shape the model (shown in the report); `config` holds every [finetune] key
-        "params": {"model_id": model_id, "epochs": len(trainer.history), "lr": ft.lr,
-                   "batch_size": ft.batch_size * ft.grad_accum, "head_epochs": ft.head_epochs,
-                   "imbalance": ft.imbalance, "max_length": trainer.max_length, "amp_dtype": trainer.amp},
-        "config": {**dataclasses.asdict(ft), "device": device, "model_revision": revision},
-        "validation": blocks["validation"],
-        "test": blocks["test"],
-        "selection": {"metric": f"validation {ft.metric} per epoch (early stopping); scored like classify: "
-                                "validation macro_f1 (tuned thresholds)",
-                      "chosen": {"epoch": best["epoch"], "step": best["step"]},
-                      "validation_score": blocks["validation"]["tuned"]["macro_f1"],
-                      "n_candidates": len(trainer.history), "seconds": round(train_s, 3),
-                      "grid": [{"epoch": h["epoch"], "validation_score": h["validation_metric"]}
-                               for h in trainer.history]},
-        "history": trainer.history,
-        "train_rows": int(len(trainer.train_idx)),
-        "seconds_per_1000_train_examples": round(1000 * train_s / max(examples, 1), 2),
-        "checkpoint": DIRNAME,
-        "run_key": key,
-        "dataset_fingerprint": ds.fingerprints,
-    }
-    ckpt = staging / "checkpoint"
-    for f in ckpt.iterdir():  # the checkpoint's files become the folder's
-        f.rename(staging / f.name)
-    ckpt.rmdir()
-    write_json_atomic(staging / RESULT_NAME, entry)
-    old = run_dir / f"{DIRNAME}.old"
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    for s, p in P.items():
-        write_scores(run_dir, MODEL_NAME, s, p)
-    merge_model(run_dir, MODEL_NAME, entry, **merge)
-    tuned = blocks["test"]["tuned"]
-    logger.info("finetune: best epoch %d; test macro-F1 %.3f, micro AUC %s, macro AUC %s; %.1f s per 1,000 "
-                "train examples -> %s", best["epoch"], tuned["macro_f1"], _fmt(tuned["micro_auc"]),
-                _fmt(tuned["macro_auc"]), entry["seconds_per_1000_train_examples"], out)
-    return out
-
-
-def _fmt(v: float | None) -> str:
+def fmt_score(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
-
-
-def predict_texts(run_dir: str | Path, texts: list[str], device: str = "auto") -> tuple[np.ndarray, dict]:
-    """Probabilities of new texts under the run's fine-tuned model, and its metrics.json entry."""
-    import torch  # noqa: F401
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
-
-    folder = finetuned_dir(run_dir)
-    entry = read_result(run_dir)
-    if entry is None:
-        raise ProbekitError(f"{folder}: no finished fine-tuned model; run 'make finetune' for this run first.")
-    device = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True).to(device)
-    multi = model.config.problem_type == "multi_label_classification"
-    params = entry["params"]
-    enc = tokenizer(texts, truncation=True, max_length=params["max_length"])
-    rows = [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
-    amp = params.get("amp_dtype", "float32") if device.startswith("cuda") else "float32"
-    batch = entry.get("config", {}).get("eval_batch_size", 64)
-    P = predict_rows(model, rows, DataCollatorWithPadding(tokenizer), batch, device, amp, multi)
-    return P, entry
