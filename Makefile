@@ -63,6 +63,11 @@ search: $(VENV)/.core
 predict: $(VENV)/.extract
 	$(BIN)/probekit predict --run $(RUN) $(if $(TEXT),--text "$(TEXT)") $(if $(FILE),--file $(FILE)) $(if $(COLUMN),--column $(COLUMN)) $(if $(MODEL),--model $(MODEL)) --format $(FORMAT)
 
+## table: a finished run's results table (Markdown, from its metrics.json): RUN=artifacts/<run>
+.PHONY: table
+table: $(VENV)/.core
+	$(BIN)/probekit table --run $(RUN)
+
 ## ---- benchmarks (not tests: they time things) ------------------------------------
 
 ## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table;
@@ -81,7 +86,7 @@ test: $(VENV)/.dev
 ## lint: ruff over the code
 .PHONY: lint
 lint: $(VENV)/.dev
-	$(BIN)/ruff check extract classify analysis tests
+	$(BIN)/ruff check probekit extract classify analysis tests
 
 ## install: .venv with every extra (TORCH=... picks the torch build; default: CPU 2.13.0)
 .PHONY: install

