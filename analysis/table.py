@@ -16,9 +16,9 @@ from pathlib import Path
 from probekit.stages.analysis.results import is_baseline, load_metrics, tuned
 
 # params shown after a model's name, in this order; values of "none" are left out
-_SHORT = {"C": "C={}", "class_weight": "{}", "emb_C": "features C={}", "emb_class_weight": "{}",
-          "emb_weight": "weight {}", "n_estimators": "{} trees", "max_depth": "depth {}",
-          "min_samples_leaf": "leaf {}", "alpha": "alpha={}"}
+_SHORT = {"C": "C={}", "n_estimators": "{} trees", "max_depth": "depth {}", "min_samples_leaf": "leaf {}",
+          "alpha": "alpha={}", "class_weight": "{}", "emb_C": "features C={}", "emb_class_weight": "{}",
+          "emb_weight": "weight {}"}
 
 
 def _num(value, digits: int = 3) -> str:
