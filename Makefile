@@ -63,6 +63,11 @@ search: $(VENV)/.core
 predict: $(VENV)/.extract
 	$(BIN)/probekit predict --run $(RUN) $(if $(TEXT),--text "$(TEXT)") $(if $(FILE),--file $(FILE)) $(if $(COLUMN),--column $(COLUMN)) $(if $(MODEL),--model $(MODEL)) --format $(FORMAT)
 
+## config: the resolved settings as a preset (CONFIG, DATA, SET; ALL=1 adds the advanced keys)
+.PHONY: config
+config: $(VENV)/.core
+	$(BIN)/probekit config $(ARGS) $(if $(ALL),--all)
+
 ## table: a finished run's results table (Markdown, from its metrics.json): RUN=artifacts/<run>
 .PHONY: table
 table: $(VENV)/.core

@@ -23,7 +23,7 @@ import ast
 import dataclasses
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from probekit.core.config import Config, SearchSection, load_config
 from probekit.core.errors import ConfigError, ProbekitError
 from probekit.core.metrics import score
 from probekit.core.runfolder import write_json_atomic
+from probekit.core.sections_common import PROJECT_ROOT
 from probekit.stages.classify import models, registry
 from probekit.stages.classify.select import fit_scored, thresholds_for
 
@@ -162,7 +163,7 @@ def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
         out.append(trial)
     best = max(out, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"] or -1.0))
     result = {"run": cfg.run.name, "model": s.model,
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "selection": "validation macro_f1, ties by validation macro_auc", "grid": grid, "n_trials": len(out),
               "wandb_group": group, "best": best, "trials": out, "config": cfg.to_dict()}
     path = search_path(cfg)
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides += [f"data.path={args.data!r}"] if args.data else []
     overrides += [f"run.artifacts={args.artifacts!r}"] if args.artifacts else []
     try:
-        cfg = load_config(args.config or Path(__file__).resolve().parent.parent / "configs" / "demo.toml", overrides)
+        cfg = load_config(args.config or PROJECT_ROOT / "configs" / "demo.toml", overrides)
         run_one(cfg, parse_trial(args.trial, cfg.search.model)) if args.trial else run_search(cfg)
     except (ProbekitError, FileNotFoundError) as e:
         logger.error("error: %s", e)

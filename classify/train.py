@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import (
+    CLASSIFY_CONFIG_NAME,
     FINETUNED_MODEL,
     METRICS_NAME,
     SCORES_DIRNAME,
@@ -192,7 +193,7 @@ def run_classify(cfg: Config) -> Path:
         "problem_type": data.problem_type,
         "labels": names,
         "seed": cfg.run.seed,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "features": {k: cache.manifest.get(k) for k in ("cache_key", "model_id", "model_revision", "pooling",
                                                          "max_length", "hidden_size")},
         "feature_sets": poolings,
@@ -200,7 +201,7 @@ def run_classify(cfg: Config) -> Path:
         "models": results,
         "comparisons": comparisons,
     }
-    write_json_atomic(run_dir / "classify.config.json", cfg.to_dict())
+    write_json_atomic(run_dir / CLASSIFY_CONFIG_NAME, cfg.to_dict())
     out = run_dir / METRICS_NAME
     write_json_atomic(out, metrics)  # the progress records stay: a rerun with the same key refits nothing
     logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,

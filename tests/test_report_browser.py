@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_analysis import LABELS, PAYLOADS, UMAP_POINTS, build
 
-from probekit.stages.analysis.browser import Browser, find_chromium
+from tests.browser import Browser, find_chromium
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def cache_manifest(fields: dict, splits: dict[str, int], files: dict[str, dict])
     """The manifest.json of a cache, assembled here only: this schema's version, when and from which
     commit, then `fields` (:func:`feature_identity` first, then what the writer records), then the
     rows of every split and each file's size and sha256 (which :func:`read_cache` checks)."""
-    return {"schema_version": SCHEMA_VERSION, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"schema_version": SCHEMA_VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "git_commit": git_commit(), **fields, "splits": dict(splits), "files": dict(files)}
 
 

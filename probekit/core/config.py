@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from probekit.core.errors import ConfigError, ProbekitError  # noqa: F401  (ProbekitError: re-exported)
 from probekit.core.sections import DataSection, EncoderSection, ReportSection, RunSection

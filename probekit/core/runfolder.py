@@ -29,6 +29,7 @@ X_SUFFIX, Y_SUFFIX, TEXTS_SUFFIX = ".X.npy", ".y.npy", ".texts.jsonl"
 METRICS_NAME = "metrics.json"
 SCORES_DIRNAME = "scores"
 MODELS_DIRNAME = "models"
+CLASSIFY_CONFIG_NAME = "classify.config.json"  # the resolved config classify ran with
 FEATURES, TEXTS, BOTH = "features", "texts", "both"  # a model's "input" in metrics.json and models/<model>.json
 
 
@@ -93,11 +94,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def git_commit() -> str:
+    """The commit of the probekit checkout that runs, or "" (an installed copy has none to report)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # a wheel in site-packages: git would name the user's repository
+        return ""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=root)
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from probekit.core.errors import ProbekitError
@@ -111,7 +111,7 @@ def run_lock(run_dir: str | Path, command: str, timeout: float | None = None) ->
         os.close(fd)
     try:
         record = {"pid": os.getpid(), "command": command, "host": socket.gethostname(),
-                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
         try:

@@ -5,7 +5,7 @@ No Python dependency beyond the standard library: Chromium is started with
 pipes, so there is no port, no websocket client and nothing that reaches the network.
 Used by the browser tests and to take the README screenshot:
 
-    python -m analysis.browser artifacts/goemotions-local/report/index.html docs/report-goemotions.png
+    python -m tests.browser artifacts/goemotions-local/report/index.html docs/report-goemotions.png
 
 Chromium is found as ``$PROBEKIT_CHROMIUM``, else ``chromium``, ``chromium-browser``,
 ``google-chrome`` or ``google-chrome-stable`` on the PATH (Debian: ``apt-get install chromium``).
