@@ -25,7 +25,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+
+try:
+    from sklearn.base import BaseEstimator, TransformerMixin
+except ImportError:  # one line naming the install, not a bare ModuleNotFoundError
+    raise ImportError("probekit.FrozenEncoder is a scikit-learn transformer: pip install -e '.[classify,extract]' "
+                      "(scikit-learn, torch and transformers).") from None
 
 from probekit.core.runfolder import cache_key, write_json_atomic
 

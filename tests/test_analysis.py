@@ -335,7 +335,7 @@ def test_wandb_run_finishes_failed_on_an_exception_and_reraises(tmp_path, monkey
 
 def test_analysis_imports_no_heavy_libraries():
     code = ("import sys, probekit.stages.analysis.report, probekit.stages.analysis.plots, "
-            "probekit.stages.analysis.wandb_log, probekit.stages.classify.search, probekit.stages.analysis.browser; "
+            "probekit.stages.analysis.wandb_log, probekit.stages.classify.search; "
             "bad = [m for m in ('torch', 'transformers', 'datasets', 'wandb', 'umap') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
