@@ -53,7 +53,7 @@ report: $(VENV)/.core
 finetune: $(VENV)/.extract
 	$(BIN)/probekit finetune $(ARGS)
 
-## search: grid over C, class weight, pooling, thresholds on the cached features; each trial a W&B run
+## search: [search] model's classify grid x pooling x thresholds on the cached features; each trial a W&B run
 .PHONY: search
 search: $(VENV)/.core
 	$(BIN)/probekit search $(ARGS)
