@@ -152,6 +152,9 @@ def _label_names(data: DataSection, raw: dict, fmt: str, values: dict) -> list[s
         names = [line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
         if not names:
             raise DataError(f"{p}: no label names in it (one per line).")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DataError(f"{p}: names {twice} appear twice; each label needs its own line (one name per line).")
         return names
     if fmt == "columns":
         return list(data.label_fields)
@@ -167,6 +170,8 @@ def _label_names(data: DataSection, raw: dict, fmt: str, values: dict) -> list[s
 
 
 def _label_id(x) -> int:
+    if isinstance(x, (bool, np.bool_)):  # JSON true would quietly become class 1
+        raise ValueError(f"{x!r} is a boolean, not a label id")
     if isinstance(x, (float, np.floating)) and x != int(x):  # int(1.5) would quietly give 1
         raise ValueError(f"{x!r} is not a whole number")
     return int(x)

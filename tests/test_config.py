@@ -194,3 +194,39 @@ def test_the_config_command_prints_it_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
     assert main(["config", "--config", str(ROOT / "configs/demo.toml"), "--set", "encoder.nope=1"]) == 2
     assert "has no key 'nope'" in capsys.readouterr().err
+
+
+BAD_SETTINGS = [  # --set value -> what the one line must say
+    ("classify.hybrid_logreg.emb_weight=[inf]", "numbers must be finite"),
+    ("classify.logreg.C=[nan]", "numbers must be finite"),
+    ("classify.random_forest.max_samples=nan", "numbers must be finite"),
+    ("finetune.lr=inf", "numbers must be finite"),
+    ("classify.logreg.max_iter=-1", "max_iter=-1 must be >= 1"),
+    ("classify.tfidf_logreg.min_df=0", "min_df=0 must be >= 1"),
+    ("classify.n_jobs=0", "n_jobs=0"),
+    ("classify.joblib_backend='bogus'", "joblib_backend='bogus' is not one of"),
+    ("classify.random_forest.max_features='bogus'", "max_features='bogus' is not one of"),
+    ("run.seed=-1", "seed=-1 must be in 0.."),
+    ("report.umap_min_dist=-5", "umap_min_dist=-5.0 in [0, 1]"),
+    ("report.umap_n_neighbors=1", "umap_n_neighbors=1 must be >= 2"),
+    ("data.label_names=['pos','neg','neu','neu']", "named twice: 'neu'"),
+    ("data.label_names=['pos','']", "an empty or non-text name"),
+]
+
+
+@pytest.mark.parametrize("setting,message", BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_and_exit_2_before_any_work(setting, message, tmp_path, capsys):
+    from probekit.cli import main
+
+    assert main(["config", "--config", str(ROOT / "configs/demo.toml"), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
+
+
+def test_a_preset_that_is_not_text_is_one_line(tmp_path, capsys):
+    from probekit.cli import main
+
+    (tmp_path / "model.bin").write_bytes(bytes(range(128, 256)) * 4)
+    assert main(["config", "--config", str(tmp_path / "model.bin")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a text file" in err

@@ -179,3 +179,19 @@ def test_hub_class_label_names_are_used():
     assert _class_names(datasets.ClassLabel(names=["a", "b"])) == ["a", "b"]
     assert _class_names(datasets.List(datasets.ClassLabel(names=["x", "y", "z"]))) == ["x", "y", "z"]
     assert _class_names(datasets.Value("int64")) is None
+
+
+def test_a_label_named_twice_in_the_names_file_is_refused(goemo_dir):
+    (goemo_dir / "labels.txt").write_text("\n".join(f"label{i}" for i in range(27)) + "\nlabel3\n")
+    with pytest.raises(DataError, match=r"labels.txt: names \['label3'\] appear twice"):
+        load(data_cfg(goemo_dir, *GOEMO_ARGS))
+
+
+def test_a_boolean_label_id_is_refused_not_read_as_class_1(tmp_path):
+    d = tmp_path / "bools"
+    d.mkdir()
+    for split in ("train", "validation", "test"):
+        write_jsonl(d / f"{split}.jsonl", [{"text": "fine", "labels": 0}, {"text": "bad", "labels": True}])
+    with pytest.raises(DataError, match=r"row 2, field 'labels'.*boolean"):
+        load(data_cfg(d, "data.label_format='ids'", "data.label_names=['no','yes']",
+                      "data.problem_type='single_label'"))

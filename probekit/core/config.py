@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,21 @@ def _build_section(section: str, values: dict) -> Any:
     return cls(**kwargs)
 
 
+def _check_finite(raw: dict, where: str = "") -> None:
+    """Refuse nan and inf anywhere (TOML and --set accept them): no setting means them."""
+    for key, value in raw.items():
+        name = f"{where}.{key}" if where else key
+        if isinstance(value, dict):
+            _check_finite(value, name)
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            section, _, rest = name.partition(".")
+            table, _, leaf = rest.rpartition(".")
+            raise ConfigError(f"[{section}{'.' + table if table else ''}] {leaf}={value!r}: numbers must be finite "
+                              "(no nan or inf).")
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """Split ``section.key=value`` or ``section.table.key=value`` (a sub-table such as
     ``[classify.logreg]``: the key is then ``table.key``); the value is TOML (as in the
@@ -157,6 +173,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not a text file (not UTF-8); a preset is TOML text, "
+                              "e.g. configs/demo.toml.") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot be read ({e.strerror or e}); check its permissions.") from None
         source = str(p)
     for item in overrides:
         section, key, value = parse_override(item)
@@ -182,6 +203,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         for section, table in raw.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"[{section}] must be a table of key = value lines.")
+        _check_finite(raw)
         built = {s: _build_section(s, raw.get(s, {})) for s in SECTIONS}
     except ConfigError as e:
         raise ConfigError(where + str(e)) from None

@@ -25,6 +25,8 @@ class RunSection:
                 f"[run] name={self.name!r} must be letters, digits, '.', '_' or '-' "
                 "(it names the folder under the artifacts root)."
             )
+        if not 0 <= self.seed < 2**32:  # numpy's and scikit-learn's seeds
+            raise ConfigError(f"[run] seed={self.seed} must be in 0..{2**32 - 1}.")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class DataSection:
             )
         if not self.label_fields:
             raise ConfigError("[data] label_fields is empty: name the label column(s).")
+        twice = sorted({n for n in self.label_names if list(self.label_names).count(n) > 1}, key=str)
+        if twice or any(not isinstance(n, str) or not n.strip() for n in self.label_names):
+            why = f"named twice: {', '.join(map(repr, twice))}" if twice else "an empty or non-text name"
+            raise ConfigError(f"[data] label_names={list(self.label_names)}: each label needs its own non-empty "
+                              f"name ({why}).")
         if len(self.label_fields) > 1 and self.label_format not in ("auto", "columns"):
             raise ConfigError(
                 f"[data] label_fields has {len(self.label_fields)} columns: that needs "
@@ -183,5 +190,8 @@ class ReportSection:
         if self.n_errors < 0 or self.text_chars < 20 or self.label_error_folds in (1,) or self.label_error_folds < 0:
             raise ConfigError("[report] n_errors must be >= 0, text_chars >= 20, label_error_folds 0 or >= 2.")
         _choice("report", "wandb_mode", self.wandb_mode, ("offline", "online", "disabled"))
+        if self.umap_n_neighbors < 2 or not 0.0 <= self.umap_min_dist <= 1.0:
+            raise ConfigError(f"[report] umap_n_neighbors={self.umap_n_neighbors} must be >= 2 and "
+                              f"umap_min_dist={self.umap_min_dist} in [0, 1].")
         if self.umap_max_points < 10:
             raise ConfigError(f"[report] umap_max_points={self.umap_max_points} must be >= 10.")

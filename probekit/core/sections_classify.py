@@ -57,6 +57,10 @@ class ClassifySection:
         _choice("classify", "thresholds", self.thresholds, ("tune", "fixed"))
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"[classify] threshold={self.threshold} must be in (0, 1).")
+        if self.n_jobs == 0:
+            raise ConfigError("[classify] n_jobs=0: use -1 (every core), 1 (no parallelism) or a number of workers.")
+        _choice("classify", "joblib_backend", self.joblib_backend, ("loky", "threading", "multiprocessing", "dask",
+                                                                   "ray"))
         if not 0.5 <= self.ci_level < 1.0 or self.n_bootstrap < 0:
             raise ConfigError("[classify] ci_level must be in [0.5, 1) and n_bootstrap >= 0.")
 
