@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.colors import to_hex
 from sklearn.metrics import confusion_matrix
 
-from probekit.core.cache import read_cache
+from probekit.core.cache_reader import read_cache
 from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels

@@ -20,7 +20,8 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from probekit.core.config import Config
-from probekit.stages.analysis.wandb_log import finish_run, flatten_metrics, import_wandb, resolve_mode, safe, wandb_run
+from probekit.core.tracking import finish_run, import_wandb, resolve_mode, safe, wandb_run
+from probekit.stages.analysis.wandb_log import flatten_metrics
 
 ROC_POINTS = 120  # most points kept per ROC curve (W&B tables hold 10,000 rows)
 

@@ -24,15 +24,7 @@ import logging
 from pathlib import Path
 
 from probekit.core.config import Config
-from probekit.core.tracking import (  # noqa: F401  (re-exported: the stage loggers and tests use them from here)
-    MODES,
-    finish_run,
-    import_wandb,
-    resolve_mode,
-    safe,
-    start_run,
-    wandb_run,
-)
+from probekit.core.tracking import finish_run, resolve_mode, wandb_run
 
 logger = logging.getLogger(__name__)
 

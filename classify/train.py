@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from joblib import parallel_config
 
-from probekit.core.cache import read_cache
+from probekit.core.cache_reader import read_cache
 from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels

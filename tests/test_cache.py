@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from probekit.core.cache import SCHEMA_VERSION, CacheWriter, read_cache
+from probekit.core.cache import CacheWriter
+from probekit.core.cache_reader import SCHEMA_VERSION, read_cache
 from probekit.core.errors import CacheError
 from probekit.core.runfolder import MANIFEST_NAME, cache_key
 

@@ -73,7 +73,7 @@ def test_single_label_scores_are_distributions(tmp_path):
 
 
 def test_saved_model_reproduces_the_scores(tmp_path):
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.core.runfolder import features_dir
     from probekit.stages.classify.models import predict_scores
     from probekit.stages.classify.persist import load_model
@@ -101,7 +101,8 @@ def test_seeded_runs_are_identical(tmp_path):
 
 def test_selection_uses_validation_only(tmp_path):
     """Scrambling the test labels changes test scores but not what was selected."""
-    from probekit.core.cache import CacheWriter, read_cache
+    from probekit.core.cache import CacheWriter
+    from probekit.core.cache_reader import read_cache
     from probekit.core.runfolder import features_dir
 
     chosen = []
@@ -229,7 +230,7 @@ def _words_and_features_cache(run_dir, seed: int = 0):
 
 
 def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_path):
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.core.runfolder import features_dir
     from probekit.stages.classify import models
     from probekit.stages.classify.persist import load_model

@@ -11,7 +11,7 @@ from conftest import make_config, toy_overrides
 
 torch = pytest.importorskip("torch")
 
-from probekit.core.cache import read_cache  # noqa: E402
+from probekit.core.cache_reader import read_cache  # noqa: E402
 from probekit.core.runfolder import features_dir  # noqa: E402
 from probekit.stages.extract.encode import run_extract  # noqa: E402
 from probekit.stages.extract.engine.loading import encode_texts, load_encoder  # noqa: E402

@@ -95,7 +95,7 @@ def test_every_pooling_from_one_forward_pass_matches_a_direct_computation(tiny_e
 
 def test_extract_writes_every_pooling_and_keys_on_them(tmp_path, toy_data, tiny_encoder):
     pytest.importorskip("torch")
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.core.errors import CacheError
     from probekit.core.runfolder import features_dir
     from probekit.stages.extract.encode import run_extract

@@ -19,7 +19,7 @@ from conftest import ROOT, make_config, toy_overrides
 
 pytest.importorskip("torch")
 
-from probekit.core.cache import read_cache
+from probekit.core.cache_reader import read_cache
 from probekit.core.runfolder import MANIFEST_NAME, features_dir  # noqa: E402
 from probekit.stages.extract.encode import run_extract  # noqa: E402
 from probekit.stages.extract.engine.extractor import Extractor  # noqa: E402

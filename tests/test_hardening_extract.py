@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 from test_hardening_data import LABELS, expected_counts, messy_split, texts, write_split  # noqa: E402
 
 from probekit.cli import main  # noqa: E402
-from probekit.core.cache import read_cache  # noqa: E402
+from probekit.core.cache_reader import read_cache  # noqa: E402
 from probekit.core.config import load_config  # noqa: E402
 from probekit.core.errors import ConfigError, ProbekitError  # noqa: E402
 from probekit.core.pooling import parse_pooling  # noqa: E402

@@ -80,7 +80,7 @@ def runs(tmp_path, toy_data, tiny_encoder):
 
 
 def _reference(tmp_path, overrides):
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.stages.extract.encode import run_extract
 
     c = read_cache(run_extract(make_config(tmp_path / "reference", *overrides)))
@@ -91,7 +91,7 @@ def _reference(tmp_path, overrides):
 def test_disk_full_during_shards_stops_with_one_line_and_the_rerun_resumes(tmp_path, runs, monkeypatch, capsys,
                                                                           caplog):
     from probekit.core import cache
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.stages.extract.engine import shards
     from probekit.stages.extract.engine.extractor import Extractor
 
@@ -137,7 +137,7 @@ def test_disk_full_during_shards_stops_with_one_line_and_the_rerun_resumes(tmp_p
 @pytest.mark.slow
 def test_disk_full_while_assembling_keeps_the_old_cache_and_every_shard(tmp_path, runs, monkeypatch, capsys):
     from probekit.core import cache
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.stages.extract.engine.extractor import Extractor
 
     a, b = runs
@@ -268,7 +268,7 @@ def test_a_bad_timeout_setting_is_one_line(tmp_path, monkeypatch):
 def test_two_extracts_at_once_on_one_run_folder(tmp_path, runs):
     """A second real `probekit extract` started while the first is writing shards: it waits for
     the lock, then reuses the finished cache; the cache is whole and equal to a single run's."""
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
 
     a, _ = runs
     artifacts, run_dir = tmp_path / "artifacts", tmp_path / "artifacts" / "demo"

@@ -45,7 +45,7 @@ def test_tfidf_model_predicts_from_words(words_run):
 
 
 def test_features_model_runs_the_run_encoder(words_run):
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.core.runfolder import features_dir
     from probekit.stages.classify.models import predict_scores
     from probekit.stages.classify.persist import load_model
@@ -60,7 +60,7 @@ def test_features_model_runs_the_run_encoder(words_run):
 
 
 def test_hybrid_reads_the_words_and_the_run_encoder(words_run):
-    from probekit.core.cache import read_cache
+    from probekit.core.cache_reader import read_cache
     from probekit.core.runfolder import features_dir
     from probekit.stages.classify.models import BOTH, LogitFusion, model_input, predict_scores
     from probekit.stages.classify.persist import load_model

@@ -10,7 +10,7 @@ Layout of ``<artifacts>/<run>/features/`` (see README, "The feature cache"):
 
 The manifest's fields are assembled here only: :func:`feature_identity` (what the cache
 key hashes) and :func:`cache_manifest` (everything, written by :meth:`CacheWriter.commit`).
-Readable with numpy and json alone (``probekit.core.cache_reader``, re-exported here).
+Readable with numpy and json alone; ``probekit.core.cache_reader`` reads and checks it.
 A cache is built in a sibling temporary folder and swapped in with renames, so a crash
 never leaves a half-written cache under the real name.
 Feature files can be written block by block (:meth:`CacheWriter.add_features`), so
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probekit.core.cache_reader import SCHEMA_VERSION, FeatureCache, read_cache  # noqa: F401  (re-exported)
+from probekit.core.cache_reader import SCHEMA_VERSION
 from probekit.core.config import EncoderSection
 from probekit.core.pooling import parse_pooling
 from probekit.core.runfolder import (

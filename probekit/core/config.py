@@ -22,13 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from probekit.core.errors import ConfigError, ProbekitError  # noqa: F401  (ProbekitError: re-exported)
+from probekit.core.errors import ConfigError
 from probekit.core.sections import DataSection, EncoderSection, ReportSection, RunSection
 from probekit.core.sections_classify import ClassifySection, SearchSection
-from probekit.core.sections_common import (  # noqa: F401  (re-exported)
-    PROJECT_ROOT,
-    SPLITS,
-)
+from probekit.core.sections_common import PROJECT_ROOT
 from probekit.core.sections_tools import BenchSection, FinetuneSection
 
 SECTIONS = {

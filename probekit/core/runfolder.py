@@ -69,14 +69,24 @@ def scores_path(run_dir: str | Path, model: str, split: str) -> Path:
 
 
 def write_scores(run_dir: str | Path, model: str, split: str, P: np.ndarray) -> Path:
-    """Write :func:`scores_path` (temporary name, then rename: never half a file under the real name)."""
+    """Write :func:`scores_path` atomically (:func:`save_npy_atomic`)."""
     path = scores_path(run_dir, model, split)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, P, allow_pickle=False)
-    tmp.replace(path)
+    save_npy_atomic(path, P)
     return path
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary name in the same folder, then rename: never half a file under `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cache_key(identity: dict) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from probekit.core.errors import ConfigError
-from probekit.core.sections_common import _RUN_NAME, LABEL_FORMATS, LOCAL_FORMATS, PROBLEM_TYPES, SPLITS, _choice
+from probekit.core.runfolder import SPLITS
+from probekit.core.sections_common import _RUN_NAME, LABEL_FORMATS, LOCAL_FORMATS, PROBLEM_TYPES, _choice
 
 
 @dataclass(frozen=True)

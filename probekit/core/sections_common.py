@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from probekit.core.errors import ConfigError
-from probekit.core.runfolder import SPLITS  # noqa: F401  (re-exported)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout (configs/, the demo data)
 PROBLEM_TYPES = ("multi_label", "single_label")
