@@ -12,26 +12,28 @@ import csv
 import hashlib
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 
 from probekit.core.config import DataSection
 from probekit.core.runfolder import SPLITS
-from probekit.stages.extract import datacheck
+from probekit.stages.extract import datacheck, labelgroups
 from probekit.stages.extract.dataset import OFFLINE_PRESETS, DataError, Dataset, Split
+from probekit.stages.extract.labelread import (
+    _class_names,  # noqa: F401  (tests/test_data.py reads it here)
+    indicator,
+    infer_format,
+    is_missing,
+    label_names,
+    read_cells,
+)
 
 __all__ = ["DataError", "Dataset", "Split", "load"]
 
 logger = logging.getLogger(__name__)
 
 _BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
-_IDS_CSV = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
-
-
-def _is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def _local_files(data: DataSection) -> dict[str, str]:
@@ -119,79 +121,11 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def _class_names(feature) -> list[str] | None:
-    feature = getattr(feature, "feature", feature)  # List(ClassLabel) -> ClassLabel
-    return list(feature.names) if hasattr(feature, "names") else None
-
-
-def _infer_format(data: DataSection, samples: list) -> str:
-    """Guess the label format from the train split's label cells."""
-    if len(data.label_fields) > 1:
-        return "columns"
-    first = samples[0]
-    if isinstance(first, (list, tuple)):
-        return "ids" if all(isinstance(v, (int, np.integer)) for row in samples for v in row) else "names"
-    if isinstance(first, (int, np.integer, bool)):
-        return "ids"
-    text = [str(v) for v in samples if not _is_missing(v)]
-    comma = any("," in v for v in text)
-    if all(_IDS_CSV.match(v) for v in text):
-        return "ids_csv" if comma else "ids"
-    return "names_csv" if comma else "names"
-
-
-def _label_names(data: DataSection, raw: dict, fmt: str, values: dict) -> list[str]:
-    if data.label_names:
-        return list(data.label_names)
-    if data.label_names_file:
-        p = Path(data.label_names_file)
-        if not p.is_absolute() and data.source == "local":
-            p = Path(data.path) / p
-        if not p.is_file():
-            raise DataError(f"[data] label_names_file: {p} not found.")
-        names = [line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-        if not names:
-            raise DataError(f"{p}: no label names in it (one per line).")
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise DataError(f"{p}: names {twice} appear twice; each label needs its own line (one name per line).")
-        return names
-    if fmt == "columns":
-        return list(data.label_fields)
-    names = _class_names(raw["train"].features.get(data.label_fields[0]))
-    if names:
-        return names
-    if fmt in ("names", "names_csv"):
-        found = {n for vals in values.values() for row in vals for n in row}
-        return sorted(found)
-    top = max((i for vals in values.values() for row in vals for i in row), default=-1)
-    logger.warning("no label names given ([data] label_names or label_names_file): using ids 0..%d", top)
-    return [str(i) for i in range(top + 1)]
-
-
-def _label_id(x) -> int:
-    if isinstance(x, (bool, np.bool_)):  # JSON true would quietly become class 1
-        raise ValueError(f"{x!r} is a boolean, not a label id")
-    if isinstance(x, (float, np.floating)) and x != int(x):  # int(1.5) would quietly give 1
-        raise ValueError(f"{x!r} is not a whole number")
-    return int(x)
-
-
-def _parse_row(v, fmt: str) -> list:
-    """One label cell -> list of ids (int) or names (str)."""
-    items = v if isinstance(v, (list, tuple)) else [v]
-    if fmt in ("ids", "names") and any(_is_missing(x) or (isinstance(x, str) and not x.strip()) for x in items):
-        raise ValueError("an empty label in the list")
-    if fmt == "ids":
-        return [_label_id(x) for x in items]
-    if fmt == "names":
-        return [str(x).strip() for x in items]
-    parts = [p.strip() for p in str(v).split(",") if p.strip()]
-    return [int(p) for p in parts] if fmt == "ids_csv" else parts
-
-
 def load(data: DataSection) -> Dataset:
     """Load every split named in ``[data] splits`` and encode its labels.
+
+    With ``keep_rows`` or ``label_groups`` set, each split's rows are filtered and its labels derived
+    from the source labels (``extract.labelgroups``) before anything is counted or fingerprinted.
 
     Raises:
         DataError: a missing column, an empty split, a bad label or an unreachable Hub.
@@ -214,92 +148,76 @@ def load(data: DataSection) -> Dataset:
 
     samples = columns["train"][data.label_fields[0]]
     first = samples[0]
-    fmt = data.label_format if data.label_format != "auto" else _infer_format(data, samples)
-    values: dict[str, list[list]] = {}
-    for split, cols in columns.items():
-        rows = []
-        for i in range(len(cols[data.text_field])):
-            try:
-                if fmt == "columns":
-                    row = []
-                    for k, name in enumerate(data.label_fields):
-                        bad = name  # names the column in the error below
-                        if _is_missing(cols[name][i]) or float(cols[name][i]) not in (0.0, 1.0):
-                            raise ValueError("a label column holds 0 or 1")
-                        if float(cols[name][i]) == 1.0:
-                            row.append(k)
-                    rows.append(row)
-                else:
-                    bad = data.label_fields[0]
-                    cell = cols[bad][i]
-                    if _is_missing(cell) or cell == "":
-                        raise ValueError("empty label cell")
-                    rows.append(_parse_row(cell, fmt))
-            except (ValueError, TypeError) as e:
-                raise DataError(
-                    f"{where[split]}, row {i + 1}, field {bad!r}: cannot read "
-                    f"{cols[bad][i]!r} as label_format '{fmt}' ({e})."
-                ) from None
-        values[split] = rows
-
-    names = _label_names(data, raw, fmt, values)
-    index = {n: k for k, n in enumerate(names)}
+    fmt = data.label_format if data.label_format != "auto" else infer_format(data, samples)
+    values = {split: read_cells(data, cols, fmt, where[split]) for split, cols in columns.items()}
+    names = label_names(data, raw, fmt, values)
     problem_type = data.problem_type
     if problem_type == "auto":
         scalar = fmt in ("ids", "names") and not isinstance(first, (list, tuple))
-        problem_type = "single_label" if scalar else "multi_label"
+        problem_type = "single_label" if scalar or data.keep_rows == "single_label" else "multi_label"
+    derived = labelgroups.active(data)
+    grouping = labelgroups.Grouping.build(data, names)
+    labelgroups.check_positive(data, grouping.names, problem_type)
 
-    splits, fingerprints, issues = {}, {}, {}
+    splits, fingerprints, issues, kept = {}, {}, {}, {}
     for split, rows in values.items():
         cols = columns[split]
-        Y = np.zeros((len(rows), len(names)), dtype=np.uint8)
-        repeated = 0
-        for i, row in enumerate(rows):
-            repeated += len(set(row)) < len(row)
-            for item in row:
-                k = index.get(item) if fmt in ("names", "names_csv") else item
-                if k is None or not 0 <= k < len(names):
-                    what = "label" if fmt in ("names", "names_csv") else "label id"
-                    shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-                    raise DataError(
-                        f"{where[split]}, row {i + 1}, field {data.label_fields[0]!r}: {what} {item!r} is not "
-                        f"among the {len(names)} label names ({shown}); fix the row or the label list."
-                    )
-                Y[i, k] = 1
-            if problem_type == "single_label" and Y[i].sum() != 1:
+        Y, repeated = indicator(rows, names, fmt, where[split], data.label_fields[0])
+        keep = np.ones(len(Y), dtype=bool)
+        if derived:
+            keep, Y, kept[split] = labelgroups.derive(data, grouping, Y, problem_type == "single_label")
+        row_numbers = np.flatnonzero(keep) + 1  # the file's rows, for errors
+        if problem_type == "single_label":
+            bad = np.flatnonzero(Y.sum(axis=1) != 1)
+            if bad.size:
                 raise DataError(
-                    f"{where[split]}, row {i + 1}: {int(Y[i].sum())} labels in a single_label dataset; "
-                    "set [data] problem_type = 'multi_label' if rows may carry several."
+                    f"{where[split]}, row {row_numbers[bad[0]]}: {int(Y[bad[0]].sum())} labels in a single_label "
+                    "dataset; set [data] problem_type = 'multi_label' if rows may carry several"
+                    + (" (or keep_rows = 'single_label')." if not derived else ".")
                 )
         texts, counts = datacheck.clean_texts(cols[data.text_field], where[split], data.text_field)
         ids = [f"{split}-{i}" for i in range(len(texts))]
         if data.id_field:
             for i, v in enumerate(cols[data.id_field]):
-                if _is_missing(v):
+                if is_missing(v):
                     raise DataError(f"{where[split]}, row {i + 1}, field {data.id_field!r}: the id is missing.")
             ids = [str(v) for v in cols[data.id_field]]
+        if derived:
+            if not keep.any():
+                raise DataError(f"{where[split]}: no row left in split '{split}' after [data] keep_rows / "
+                                "label_groups; check them against the data.")
+            texts, ids = [t for t, k in zip(texts, keep) if k], [v for v, k in zip(ids, keep) if k]
         train_texts = set(splits["train"].texts) if split != "train" and "train" in splits else None
         counts.update(datacheck.row_issues(texts, Y, ids if data.id_field else None,
                                            problem_type == "multi_label", train_texts),
-                      repeated_label=int(repeated))
+                      repeated_label=int(np.count_nonzero(repeated[keep])))
         issues[split] = counts
         y = Y.argmax(axis=1).astype(np.int64) if problem_type == "single_label" else Y
         splits[split] = Split(texts=texts, ids=ids, y=y)
-        fingerprints[split] = _fingerprint(texts, ids, y)
+        fingerprints[split] = _fingerprint(texts, ids, y, labelgroups.spec(data))
 
     source = {"source": data.source, "path": data.path, "name": data.name, "revision": data.revision,
               "format": data.format if data.source == "local" else "hub", "label_format": fmt, "files": where}
+    if derived:  # recorded in the manifest's "dataset"
+        source["derived_labels"] = {**labelgroups.spec(data), "source_label_names": names, "rows": kept}
+        logger.info("data: %s", labelgroups.summary(data, len(names), grouping.names, kept))
+        dropped = {s: c["no_group"] for s, c in kept.items() if c.get("no_group")}
+        if dropped:
+            logger.warning("data: rows whose labels are all in no group of data.label_groups, dropped: %s",
+                           ", ".join(f"{s} {n}" for s, n in dropped.items()))
     logger.info("data: %s, %d labels, %s", ", ".join(f"{s} {len(v.texts)}" for s, v in splits.items()),
-                len(names), problem_type)
-    ds = Dataset(splits, names, problem_type, fingerprints, source, issues)
+                len(grouping.names), problem_type)
+    ds = Dataset(splits, grouping.names, problem_type, fingerprints, source, issues)
     for note in ds.issue_notes():
         logger.warning("data: %s", note)
     return ds
 
 
-def _fingerprint(texts: list[str], ids: list[str], y: np.ndarray) -> str:
+def _fingerprint(texts: list[str], ids: list[str], y: np.ndarray, derivation: dict | None = None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([ids, texts], ensure_ascii=True).encode())
+    if derivation:  # labels derived by keep_rows / label_groups: never the cache of the labels as they were
+        h.update(json.dumps(derivation, sort_keys=True).encode())
     h.update(np.ascontiguousarray(y).tobytes())
     h.update(str(y.shape).encode())
     return h.hexdigest()[:16]

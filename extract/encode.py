@@ -15,6 +15,7 @@ compute dtype, quantisation, data fingerprint) matches the existing cache reuses
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from probekit.core.cache import feature_identity
 from probekit.core.cache_reader import read_cache
 from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
-from probekit.core.runfolder import cache_key, features_dir
+from probekit.core.runfolder import MANIFEST_NAME, cache_key, features_dir
 from probekit.stages.extract import data as data_mod
 from probekit.stages.extract.engine import dist
 from probekit.stages.extract.engine.loading import (
@@ -49,6 +50,26 @@ def versions() -> dict:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "datasets": datasets.__version__, "numpy": np.__version__}
+
+
+def truncation_note(manifest: dict) -> str:
+    """The extract line's tail: each split's share of texts longer than max_length, and the fix.
+
+    From the manifest's ``n_truncated`` and ``splits``; with ``long_text = "window"`` those texts
+    were read whole, in windows, so there is nothing to fix.
+    """
+    counts, rows = manifest.get("n_truncated") or {}, manifest.get("splits") or {}
+    max_length = manifest.get("max_length")
+    if not counts or not rows:
+        return ""
+    shares = ", ".join(f"{s} {100 * n / max(rows.get(s, 0), 1):.1f}% ({n}/{rows.get(s, 0)})"
+                       for s, n in counts.items())
+    if (manifest.get("long_text") or {}).get("mode") == "window":
+        return f"; texts over max_length {max_length} read in windows: {shares}" if any(counts.values()) else ""
+    if not any(counts.values()):
+        return f"; no text cut at max_length {max_length}"
+    return (f"; texts cut at max_length {max_length}: {shares} (to keep them whole: encoder.long_text = "
+            f"\"window\" or a larger encoder.max_length)")
 
 
 def _load_data(cfg: Config, world: dist.World):
@@ -84,8 +105,8 @@ def run_extract(cfg: Config) -> Path:
         try:
             cached = read_cache(out_dir)
             if cached.manifest.get("cache_key") == key:
-                logger.info("extract: reusing %s (cache key %s matches; %.1fs)", out_dir, key,
-                            time.perf_counter() - t0)
+                logger.info("extract: reusing %s (cache key %s matches; %.1fs)%s", out_dir, key,
+                            time.perf_counter() - t0, truncation_note(cached.manifest))
                 dist.barrier(world)
                 return out_dir
             logger.info("extract: %s was built for another model/pooling/max_length/dtype/data; re-extracting",
@@ -109,9 +130,10 @@ def run_extract(cfg: Config) -> Path:
         n = sum(len(p.texts) for p in ds.splits.values())
         if world.is_main:
             dims = ", ".join(f"{k} {v}" for k, v in extractor.dims.items())
-            logger.info("extract: %d texts -> %s, poolings %s, %s on %s%s, %.1fs", n, out_dir, dims,
+            manifest = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+            logger.info("extract: %d texts -> %s, poolings %s, %s on %s%s, %.1fs%s", n, out_dir, dims,
                         identity["compute_dtype"], device, f" x{world.size} ranks" if world.size > 1 else "",
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, truncation_note(manifest))
         return out_dir
     finally:
         dist.finish(world)

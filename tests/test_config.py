@@ -168,7 +168,8 @@ def test_config_is_frozen():
         cfg.run.seed = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("preset", ["configs/demo.toml", "configs/goemotions-local.toml", "configs/emotion.toml"])
+@pytest.mark.parametrize("preset", ["configs/demo.toml", "configs/goemotions-local.toml", "configs/emotion.toml",
+                                    "configs/goemotions-ekman.toml", "configs/goemotions-binary.toml"])
 @pytest.mark.parametrize("show_all", [False, True])
 def test_probekit_config_prints_a_preset_that_loads_back_to_the_same_config(preset, show_all, tmp_path):
     from probekit.core.config_toml import to_toml

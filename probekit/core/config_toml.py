@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from probekit.core.config import SECTIONS, Config
@@ -29,8 +30,13 @@ def _value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def _key(k: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (a label group named "not toxic")."""
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k, ensure_ascii=False)
 
 
 def _table(name: str, values: dict, advanced: tuple, defaults: dict, show_advanced: bool) -> list[str]:

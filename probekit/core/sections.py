@@ -53,9 +53,23 @@ class DataSection:
     label_names_file: str = ""  # one name per line, relative to path
     problem_type: str = "auto"  # multi_label, single_label (binary is single_label with 2 labels), auto
     max_rows: int = 0  # >0: keep only the first max_rows rows of each split (quick trials)
+    # The task's labels derived from the dataset's (docs/configuration.md#label-groups): new label ->
+    # the source labels it gathers, e.g. { anger = ["anger", "annoyance"], joy = ["joy"] }; the new
+    # labels take this order. Single-label: a row whose labels fall in several groups gets the first
+    # group listed; multi-label: the union. {} = the dataset's labels as they are.
+    label_groups: dict = field(default_factory=dict)
+    # A source label in no group: "" = an error (list every label), "drop" = ignored (a row left with
+    # no label is dropped and counted), any other name = one more group, last, that gathers them all.
+    label_groups_rest: str = ""
+    keep_rows: str = "all"  # "single_label": keep only rows with exactly one source label (before grouping)
+    # Two-label single-label data: the class whose precision, recall and F1 are reported;
+    # "" = the minority class of train (resolved by classify).
+    positive_label: str = ""
 
     def __post_init__(self):
         _choice("data", "source", self.source, ("hub", "local"))
+        _choice("data", "keep_rows", self.keep_rows, ("all", "single_label"))
+        _check_label_groups(self)
         _choice("data", "format", self.format, LOCAL_FORMATS)
         _choice("data", "label_format", self.label_format, LABEL_FORMATS)
         _choice("data", "problem_type", self.problem_type, ("auto", *PROBLEM_TYPES))
@@ -80,6 +94,40 @@ class DataSection:
             )
         if self.max_rows < 0:
             raise ConfigError(f"[data] max_rows={self.max_rows} must be >= 0 (0 keeps every row).")
+
+
+def _check_label_groups(data: DataSection) -> None:
+    """What [data] label_groups, label_groups_rest and positive_label must be, checkable without data."""
+    groups, fix = data.label_groups, "e.g. label_groups = { anger = [\"anger\", \"annoyance\"], joy = [\"joy\"] }"
+    owner: dict = {}
+    for name, sources in groups.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"[data] label_groups: a group name is empty; name each group ({fix}).")
+        if not isinstance(sources, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in sources):
+            raise ConfigError(f"[data] label_groups: group {name!r} = {sources!r} must be a list of source label "
+                              f"names ({fix}).")
+        if not sources:
+            raise ConfigError(f"[data] label_groups: group {name!r} is empty; give it at least one source label "
+                              "or remove it.")
+        for x in sources:
+            if x in owner:
+                where = f"groups {owner[x]!r} and {name!r}" if owner[x] != name else f"group {name!r} twice"
+                raise ConfigError(f"[data] label_groups: source label {x!r} is in {where}; list each source "
+                                  "label once (in a single-label task the first group listed wins a row whose "
+                                  "labels fall in several).")
+            owner[x] = name
+    rest = data.label_groups_rest
+    if rest and not groups:
+        raise ConfigError(f"[data] label_groups_rest={rest!r} needs label_groups; set both or neither.")
+    if rest.strip() != rest or (rest in groups and rest != "drop"):
+        why = "is already a group in label_groups" if rest in groups else "has leading or trailing spaces"
+        raise ConfigError(f"[data] label_groups_rest={rest!r} {why}: the rest group needs a name of its own "
+                          "(or \"\" / \"drop\").")
+    if data.positive_label:
+        known = list(groups) + ([rest] if rest not in ("", "drop") else []) if groups else list(data.label_names)
+        if known and data.positive_label not in known:
+            raise ConfigError(f"[data] positive_label={data.positive_label!r} is not among the labels {known}; "
+                              "name one of them, or \"\" for the minority class of train.")
 
 
 @dataclass(frozen=True)
