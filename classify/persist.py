@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 from probekit.core.errors import ProbekitError
-from probekit.core.runfolder import MODELS_DIRNAME, sha256_file, write_json_atomic
+from probekit.core.runfolder import MODELS_DIRNAME, name_the_file, sha256_file, write_json_atomic
 
 # Beyond skops' defaults (numpy, scipy and scikit-learn estimators), the types our models
 # hold: the fitted trees of the random forests, and hybrid_logreg's own estimator.
@@ -53,8 +54,13 @@ def save_model(model, run_dir: str | Path, name: str, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     plain_vocabularies(model)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    sio.dump(model, tmp)
-    os.replace(tmp, path)
+    try:
+        sio.dump(model, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk (skops' zip writer) or an interrupt: no partial file stays
+        tmp.unlink(missing_ok=True)
+        name_the_file(e, path)
+        raise
     write_json_atomic(meta_path, {**meta, "file": path.name, "sha256": sha256_file(path),
                                   "skops_version": skops.__version__})
     return path
@@ -73,7 +79,7 @@ def load_model(run_dir: str | Path, name: str, expect: dict | None = None):
     path, meta_path = model_paths(run_dir, name)
     if not path.is_file() or not meta_path.is_file():
         raise FileNotFoundError(f"{path} (and {meta_path.name}) not found: run 'make classify' for this run first.")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_sidecar(meta_path)
     if sha256_file(path) != meta.get("sha256"):
         raise ProbekitError(
             f"{path}: its sha256 differs from the one recorded in {meta_path.name} when it was saved; the file "
@@ -87,8 +93,28 @@ def load_model(run_dir: str | Path, name: str, expect: dict | None = None):
             )
     import skops.io as sio
 
-    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
-    if untrusted:
-        raise ProbekitError(f"{path}: holds types outside the trusted list ({', '.join(untrusted)}); "
-                            "refusing to load it.")
-    return sio.load(path, trusted=TRUSTED_TYPES), meta
+    try:
+        untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+        if untrusted:
+            raise ProbekitError(f"{path}: holds types outside the trusted list ({', '.join(untrusted)}); "
+                                "refusing to load it.")
+        return sio.load(path, trusted=TRUSTED_TYPES), meta
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, json.JSONDecodeError, EOFError) as e:
+        # skops files are zip archives with a schema: anything else (a pickle renamed .skops, a
+        # truncated or hand-made archive) is refused without being run.
+        raise ProbekitError(f"{path}: not a skops model file this probekit can read ({type(e).__name__}); "
+                            "refusing to load it. Run 'make classify' to rebuild it.") from None
+
+
+def read_sidecar(meta_path: Path) -> dict:
+    """models/<name>.json, checked to be a JSON object; one line when it is not."""
+    try:
+        meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{meta_path} not found: run 'make classify' for this run first.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProbekitError(f"{meta_path}: not valid JSON ({type(e).__name__}); run 'make classify' again.") from None
+    if not isinstance(meta, dict):
+        raise ProbekitError(f"{meta_path}: holds a JSON {type(meta).__name__}, not the model's record; "
+                            "run 'make classify' again.")
+    return meta

@@ -13,7 +13,13 @@ same way (classify.compare.gather_finetuned).
     <run>/scores/<model>.<split>.npy    float32 (n_rows, n_labels) probabilities (validation, test)
     <run>/models/<model>.skops|.json    the fitted estimator (skops) and what it was trained on
     <run>/classify.config.json          the resolved configuration
-    <run>/classify.progress/<model>.json  each finished model's entry, key and checksums (classify.checkpoint)
+    <run>/classify.progress/            each finished model's files, entry, key and checksums (classify.checkpoint)
+
+A run commits as a whole: models are fitted and scored into classify.progress/, and only when
+all are done are the new models/ and scores/ swapped in and metrics.json written, naming the
+sha256 of every model and score file (``files``), which every reader checks
+(runfolder.verify_run_outputs). A run that fails at any point leaves the previous
+metrics.json, models/ and scores/ as they were, and a full disk is one line.
 """
 
 from __future__ import annotations
@@ -30,13 +36,13 @@ from joblib import parallel_config
 
 from probekit.core.cache_reader import read_cache
 from probekit.core.config import ClassifySection, Config
-from probekit.core.errors import ProbekitError
+from probekit.core.errors import ProbekitError, os_error
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import (
     CLASSIFY_CONFIG_NAME,
     FINETUNED_MODEL,
+    METRICS_FILES_KEY,
     METRICS_NAME,
-    SCORES_DIRNAME,
     SPLITS,
     features_dir,
     scores_path,
@@ -114,11 +120,27 @@ def _backend(cfg: ClassifySection):
 
 
 def run_classify(cfg: Config) -> Path:
-    """Select, fit, score and save every configured model; return the path of metrics.json."""
+    """Select, fit, score and save every configured model; return the path of metrics.json.
+
+    Raises:
+        ProbekitError: bad input; or a write that failed (full disk, read-only folder), as one
+            line, with the run folder's previous metrics.json, models/ and scores/ unchanged.
+    """
+    try:
+        return _run_classify(cfg)
+    except OSError as e:
+        kept = (f"{cfg.run_dir}'s metrics.json, models/ and scores/ are as they were, and the models finished "
+                "so far are kept in classify.progress/ for the rerun")
+        err = os_error(e, cfg.run_dir, kept)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _run_classify(cfg: Config) -> Path:
     t0 = time.perf_counter()
     cache, poolings, data = load_data(cfg)
     run_dir, ccfg, names = cfg.run_dir, cfg.classify, cache.label_names
-    (run_dir / SCORES_DIRNAME).mkdir(parents=True, exist_ok=True)
     results, test_preds = {}, {}
     # Models finished by an earlier run (interrupted or not) with the same settings are taken as
     # they are (classify/checkpoint.py): rerunning classify after finetune only scores the
@@ -127,6 +149,7 @@ def run_classify(cfg: Config) -> Path:
                                                if k not in ("models", "n_jobs", "joblib_backend")},
                                   "cache_key": cache.manifest.get("cache_key"), "seed": cfg.run.seed,
                                   "poolings": poolings})
+    stage = progress.dir  # every model's files go here first; published together at the end
     # loky (the default) is joblib's own default, so it is not forced: estimators that prefer
     # threads keep them (a forest's trees release the GIL; in loky processes the per-label
     # forests fitted in 92 s instead of 51 s on GoEmotions). Any other backend is forced.
@@ -140,7 +163,7 @@ def run_classify(cfg: Config) -> Path:
             entry = progress.done(name)
             if entry is not None:
                 results[name] = entry
-                P_test = np.load(scores_path(run_dir, name, "test"), allow_pickle=False)
+                P_test = np.load(scores_path(stage, name, "test"), allow_pickle=False)
                 test_preds[name] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
                 continue
             sel = select(name, data, ccfg, cfg.run.seed, poolings)
@@ -150,7 +173,7 @@ def run_classify(cfg: Config) -> Path:
             P = {"validation": sel.P_val, "test": models.predict_scores(est, data.inputs(c, "test"), len(names))}
             predict_s = time.perf_counter() - t
             for s, p in P.items():
-                write_scores(run_dir, name, s, p)
+                write_scores(stage, name, s, p)
             thr = sel.thresholds
             entry = {
                 "fit_seconds": round(sel.fit_seconds, 3),
@@ -169,14 +192,14 @@ def run_classify(cfg: Config) -> Path:
             test_preds[name] = (P["test"], predict_labels(P["test"], data.problem_type,
                                                           ccfg.threshold if thr is None else thr))
             dim = data.X[c.feature_set]["train"].shape[1] if c.feature_set else None
-            model_file = save_model(est, run_dir, name, {
+            save_model(est, stage, name, {
                 "model": name, "feature_set": c.feature_set, "input": c.input_kind, "hidden_size": dim,
                 "model_id": cache.manifest.get("model_id"), "model_revision": cache.manifest.get("model_revision"),
                 "max_length": cache.manifest.get("max_length"), "cache_key": cache.manifest.get("cache_key"),
                 "label_names": names, "problem_type": data.problem_type, "params": c.params,
                 "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr]})
             results[name] = entry
-            progress.record(name, entry, model_file)
+            progress.record(name, entry)
             tuned = entry["test"]["tuned"]
             logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
                         tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
@@ -186,6 +209,10 @@ def run_classify(cfg: Config) -> Path:
         entry, P_test = finetuned
         results[FINETUNED_MODEL] = entry
         test_preds[FINETUNED_MODEL] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
+        for s in ("validation", "test"):  # gather_finetuned copied them to scores/; they are published with the rest
+            write_scores(stage, FINETUNED_MODEL, s, np.load(scores_path(run_dir, FINETUNED_MODEL, s),
+                                                               allow_pickle=False))
+        progress.add_files(FINETUNED_MODEL)
     comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
@@ -201,9 +228,14 @@ def run_classify(cfg: Config) -> Path:
         "models": results,
         "comparisons": comparisons,
     }
-    write_json_atomic(run_dir / CLASSIFY_CONFIG_NAME, cfg.to_dict())
     out = run_dir / METRICS_NAME
-    write_json_atomic(out, metrics)  # the progress records stay: a rerun with the same key refits nothing
+
+    def write_metrics(files: dict[str, str]) -> None:  # last: metrics.json names every file it belongs with
+        write_json_atomic(run_dir / CLASSIFY_CONFIG_NAME, cfg.to_dict())
+        write_json_atomic(out, {**metrics, METRICS_FILES_KEY: files})
+
+    # The progress records stay: a rerun with the same key refits nothing.
+    progress.publish(list(results), write_metrics)
     logger.info("classify: %d models -> %s; best on validation: %s (%.1fs)", len(results), out,
                 comparisons.get("best"), time.perf_counter() - t0)
     return out

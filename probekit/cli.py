@@ -22,7 +22,7 @@ import logging
 import sys
 
 from probekit.core.config import load_config
-from probekit.core.errors import ProbekitError
+from probekit.core.errors import ProbekitError, os_error
 from probekit.core.runlock import run_lock
 
 logger = logging.getLogger("probekit")
@@ -172,6 +172,11 @@ def _load(args):
     return load_config(args.config, overrides, trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
+def _one_line(e: BaseException) -> str:
+    """The message on one line, whatever a library put in it."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -185,10 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _load(args)
             with run_lock(cfg.run_dir, args.command):  # one writer per run folder
                 args.func(cfg)
-    except (ProbekitError, FileNotFoundError) as e:
-        if args.debug:
+    except (ProbekitError, FileNotFoundError, OSError) as e:
+        # A full disk, a read-only or forbidden folder anywhere is the user's to fix: one line.
+        err = e if isinstance(e, (ProbekitError, FileNotFoundError)) else os_error(e)
+        if err is None or args.debug:
             raise
-        print(f"probekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"probekit {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"probekit {args.command}: interrupted; finished outputs are kept, partial ones discarded.",

@@ -7,9 +7,12 @@
 
 The model is the run's best (metrics.json ``comparisons.best``) unless ``--model`` names
 another. Models that read features run the run's encoder (torch) with the cache's
-settings; TF-IDF models need only the texts. The model file is checked before loading
-(classify.persist): checksum, feature space and trusted types. A :class:`Run` keeps what
-it loaded (encoder, fine-tuned model, estimators) for its next call.
+settings; TF-IDF models need only the texts. The model's files are checked before loading:
+against the checksums metrics.json recorded (runfolder.verify_run_outputs), then its own
+(classify.persist): checksum, feature space and trusted types. The encoder is the one the
+manifest names, whose own checksum is checked (cache_reader.read_manifest); nothing the run
+folder names is imported. A :class:`Run` keeps what it loaded (encoder, fine-tuned model,
+estimators) for its next call.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from probekit.core.cache_reader import PROBLEM_TYPES, read_manifest
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
-from probekit.core.runfolder import FINETUNED_MODEL, MANIFEST_NAME, METRICS_NAME, MODELS_DIRNAME, features_dir
+from probekit.core.runfolder import FINETUNED_MODEL, METRICS_NAME, MODELS_DIRNAME, features_dir, verify_run_outputs
 from probekit.stages.classify import models
 from probekit.stages.classify.compare import model_threshold
-from probekit.stages.classify.persist import load_model
+from probekit.stages.classify.persist import load_model, read_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +42,53 @@ def read_texts(texts: list[str] | None, file: str | None, column: str | None) ->
         p = Path(file)
         if not p.is_file():
             raise FileNotFoundError(f"--file {p}: no such file.")
-        if column or p.suffix.lower() in (".csv", ".tsv"):
-            with open(p, encoding="utf-8-sig", newline="") as f:
-                reader = csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
-                col = column or "text"
-                if col not in (reader.fieldnames or []):
-                    raise ProbekitError(f"{p}: no column {col!r}; it has {reader.fieldnames}. Pass --column NAME.")
-                out += [row[col] or "" for row in reader]
-        else:
-            out += [line.rstrip("\r\n") for line in p.open(encoding="utf-8-sig") if line.strip()]
+        try:
+            out += _file_texts(p, column)
+        except UnicodeDecodeError as e:
+            raise ProbekitError(f"--file {p}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8 "
+                                "and run again.") from None
+        except csv.Error as e:
+            raise ProbekitError(f"--file {p}: not a readable csv/tsv file ({e}).") from None
     if not out:
         raise ProbekitError("nothing to predict: pass --text TEXT (repeatable) or --file FILE.")
     return out
 
 
-def _json(path: Path, make: str) -> dict:
+def _file_texts(p: Path, column: str | None) -> list[str]:
+    if column or p.suffix.lower() in (".csv", ".tsv"):
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
+            col = column or "text"
+            if col not in (reader.fieldnames or []):
+                raise ProbekitError(f"{p}: no column {col!r}; it has {reader.fieldnames}. Pass --column NAME.")
+            return [row[col] or "" for row in reader]
+    with open(p, encoding="utf-8-sig") as f:
+        return [line.rstrip("\r\n") for line in f if line.strip()]
+
+
+def read_metrics(path: Path) -> dict:
+    """metrics.json, checked to hold what predict reads (labels, problem type, models); one line if not."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run '{make}' for this run first.")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise FileNotFoundError(f"{path} not found: run 'make classify' for this run first.")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProbekitError(f"{path}: not valid JSON ({type(e).__name__}); run 'make classify' again.") from None
+    why = None
+    if not isinstance(metrics, dict):
+        why = f"holds a JSON {type(metrics).__name__}, not a table"
+    elif not isinstance(metrics.get("labels"), list) or not all(isinstance(x, str) for x in metrics["labels"]):
+        why = "'labels' is missing or not a list of names"
+    elif metrics.get("problem_type") not in PROBLEM_TYPES:
+        why = f"'problem_type' is not one of {PROBLEM_TYPES}"
+    elif not isinstance(metrics.get("models"), dict) or not metrics["models"] \
+            or not all(isinstance(e, dict) for e in metrics["models"].values()):
+        why = "'models' is missing, empty or not a table of models"
+    elif not isinstance(metrics.get("comparisons", {}), dict):
+        why = "'comparisons' is not a table"
+    if why:
+        raise ProbekitError(f"{path}: {why}; run 'make classify' again.")
+    return metrics
 
 
 class Run:
@@ -67,7 +100,7 @@ class Run:
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir)
-        self.metrics = _json(self.path / METRICS_NAME, "make classify")
+        self.metrics = read_metrics(self.path / METRICS_NAME)
         self.labels: list[str] = list(self.metrics["labels"])
         self.problem_type: str = self.metrics["problem_type"]
         self._manifest: dict | None = None
@@ -101,6 +134,8 @@ class Run:
             raise ProbekitError(f"--model {name!r}: this run has {', '.join(self.models)}.")
         if name == FINETUNED_MODEL:
             return self._predict_finetuned(texts)
+        if name not in self._estimators:  # its files are those metrics.json was written with
+            verify_run_outputs(self.path, self.metrics, [name])
         meta = self._meta(name)
         kind = meta.get("input", models.FEATURES)
         X = None if kind == models.TEXTS else self.encode(texts, meta.get("feature_set"))
@@ -127,14 +162,14 @@ class Run:
     @property
     def manifest(self) -> dict:
         if self._manifest is None:
-            self._manifest = _json(features_dir(self.path) / MANIFEST_NAME, "make extract")
+            self._manifest = read_manifest(features_dir(self.path))  # its own checksum checked
         return self._manifest
 
     def _meta(self, name: str) -> dict:
         """What models/<name>.json says the model reads (input kind, feature set); {} for old runs."""
         if name not in self._metas:
             meta_path = self.path / MODELS_DIRNAME / f"{name}.json"
-            self._metas[name] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            self._metas[name] = read_sidecar(meta_path) if meta_path.is_file() else {}
         return self._metas[name]
 
     def _estimator(self, name: str, hidden_size: int | None):
@@ -154,9 +189,8 @@ class Run:
             from probekit.core.config import EncoderSection
             from probekit.stages.extract.engine import loading
 
+            enc = self._encoder_section(EncoderSection)
             manifest = self.manifest
-            enc = EncoderSection(**{k: (tuple(v) if isinstance(v, list) else v)
-                                    for k, v in manifest["config"]["encoder"].items()})
             path, local = loading.resolve_model(enc)
             _, revision = loading.model_identity(enc, path, local)
             if revision != manifest.get("model_revision"):
@@ -170,6 +204,24 @@ class Run:
                                                    quantize=manifest.get("quantize", "none"))
             self._encoder = (enc, tokenizer, model, device)
         return self._encoder
+
+    def _encoder_section(self, section_type):
+        """The [encoder] settings the features were made with, from the (checksummed) manifest; its
+        recorded identity fields (model_id, max_length, pooling) must agree with them."""
+        manifest, where = self.manifest, features_dir(self.path) / "manifest.json"
+        raw = manifest.get("config", {}).get("encoder") if isinstance(manifest.get("config"), dict) else None
+        if not isinstance(raw, dict):
+            raise ProbekitError(f"{where}: no [encoder] settings under 'config'; run 'make extract' again.")
+        try:
+            enc = section_type(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()})
+        except (TypeError, ValueError) as e:
+            raise ProbekitError(f"{where}: its [encoder] settings are not valid ({' '.join(str(e).split())}); "
+                                "run 'make extract' again.") from None
+        for key, value in (("model_id", enc.model), ("max_length", enc.max_length), ("pooling", enc.pooling)):
+            if key in manifest and manifest[key] != value:
+                raise ProbekitError(f"{where}: {key}={manifest[key]!r} but its config says {value!r}; the manifest "
+                                    "was edited. Run 'make extract' again.")
+        return enc
 
     def _predict_finetuned(self, texts: list[str]) -> dict:
         """The fine-tuned encoder reads the texts itself (imports torch); thresholds are classify's."""

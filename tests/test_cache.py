@@ -32,7 +32,7 @@ def test_round_trip(tmp_path):
     assert c.y("test").dtype == np.uint8 and c.Y("test").shape == (5, 3)
     assert c.texts("train")[1] == "text 1 é🙂" and c.ids("test")[4] == "test-4"
     m = c.manifest
-    assert m["schema_version"] == SCHEMA_VERSION == 2 and m["splits"] == {"train": 5, "test": 5}
+    assert m["schema_version"] == SCHEMA_VERSION == 3 and m["splits"] == {"train": 5, "test": 5}
     assert set(m["files"]) == {f"{s}.{k}" for s in ("train", "test") for k in ("X.npy", "y.npy", "texts.jsonl")}
 
 

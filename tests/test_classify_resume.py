@@ -31,7 +31,7 @@ def _cmd(artifacts: Path) -> list[str]:
 def _stable(obj):
     """metrics.json without what differs between two runs of the same thing: timings and the time."""
     if isinstance(obj, dict):
-        return {k: _stable(v) for k, v in obj.items() if "seconds" not in k and k != "created_at"}
+        return {k: _stable(v) for k, v in obj.items() if "seconds" not in k and k not in ("created_at", "files")}
     if isinstance(obj, list):
         return [_stable(v) for v in obj]
     return obj

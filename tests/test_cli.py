@@ -104,7 +104,8 @@ def test_a_warm_rerun_reuses_the_cache_and_logs_no_second_wandb_run(tmp_path, to
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = ["extract", "--data", str(toy_data), "--artifacts", str(tmp_path / "a"),
-            "--set", f"encoder.model={str(tiny_encoder)!r}", "--set", "data.label_names_file='labels.txt'"]
+            "--set", f"encoder.model={str(tiny_encoder)!r}", "--set", "data.label_names_file='labels.txt'",
+            "--set", "encoder.max_length=16"]
     assert main(args) == 0
     manifest = tmp_path / "a" / "demo" / "features" / "manifest.json"
     built = manifest.read_bytes()

@@ -34,9 +34,45 @@ class Tokenized:
         return len(self.offsets) - 1
 
 
+# With long_text="truncate" only a text's head is tokenized: its first HEAD_CHARS_PER_TOKEN x
+# max_length characters (at least MIN_HEAD_CHARS), cut at a space, grown while it yields too few
+# tokens. A 50 MB one-line text cost minutes and GBs when tokenized whole; its head costs
+# microseconds, and gives the same first max_length tokens.
+HEAD_CHARS_PER_TOKEN = 64
+MIN_HEAD_CHARS = 4096
+
+
+def text_heads(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    """Each text, or for a long one the head that holds more than its first `max_length` tokens."""
+    out = list(texts)
+    cap = max(MIN_HEAD_CHARS, HEAD_CHARS_PER_TOKEN * max_length)
+    todo = [i for i, t in enumerate(texts) if len(t) > cap]
+    while todo:
+        heads = [_cut(texts[i], cap) for i in todo]
+        counts = tokenizer(heads, add_special_tokens=False, return_attention_mask=False,
+                           return_token_type_ids=False)["input_ids"]
+        short = []
+        for i, head, ids in zip(todo, heads, counts):
+            if len(ids) > max_length:  # already past max_length: the text is truncated at that same token
+                out[i] = head
+            else:
+                short.append(i)
+        cap *= 4
+        todo = [i for i in short if len(texts[i]) > cap]  # the others are tokenized whole
+    return out
+
+
+def _cut(text: str, n: int) -> str:
+    """The first `n` characters, ending at the last space of their second half (a word is not cut)."""
+    space = text.rfind(" ", n // 2, n)
+    return text[:space if space > 0 else n]
+
+
 def tokenize(tokenizer, texts: list[str], max_length: int, long_text: str = "truncate",
              stride: int = 0) -> Tokenized:
     """Tokenize `texts` with the fast tokenizer: one row per text, or per window."""
+    if long_text == "truncate":
+        texts = text_heads(tokenizer, texts, max_length)
     enc = tokenizer(texts, truncation=True, max_length=max_length, stride=stride if long_text == "window" else 0,
                     return_overflowing_tokens=True, return_attention_mask=False, return_token_type_ids=False)
     rows = enc["input_ids"]

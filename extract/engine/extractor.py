@@ -71,7 +71,12 @@ class Extractor:
         self.n_layers = int(model.config.num_hidden_layers)
         self.hidden = int(model.config.hidden_size)
         for p in self.poolings:
-            p.resolve(self.n_layers)  # a layer the model does not have fails here, before any work
+            try:
+                p.resolve(self.n_layers)  # a layer the model does not have fails here, before any work
+            except ValueError as e:
+                from probekit.core.errors import ProbekitError
+
+                raise ProbekitError(f"[encoder] {e}; choose a layer of this model.") from None
         self.need_hidden_states = needs_hidden_states(self.poolings)
         # Only the last layer's [CLS] is read: a fused last layer computes that row alone.
         self.first_token_only = (all(p.token == "cls" and p.layers == (-1,) for p in self.poolings)

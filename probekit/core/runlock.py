@@ -9,7 +9,11 @@ The file records who holds it (pid, command, host, start time), so a run that ha
 says what it waits for; the holder removes it when done. A second run waits up to ``timeout`` seconds (default 60, or
 ``PROBEKIT_LOCK_TIMEOUT`` in the environment; 0 refuses at once), then stops with one line.
 Under torchrun only global rank 0 takes the lock: it stands for the whole process group.
-Torch-free: classify and analysis use it too.
+The holder first removes temporary files that killed runs left in the folder
+(``runfolder.remove_stale_temp``). A folder this process may not write (a read-only file
+system, no permission) gets no lock: the run goes on with a warning, so a stage that only
+reads (extract with a finished cache) works, and one that must write stops at its first
+write with one line. Torch-free: classify and analysis use it too.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from probekit.core.errors import ProbekitError
+from probekit.core.errors import NO_ACCESS, READ_ONLY, ProbekitError, os_error
+from probekit.core.runfolder import remove_stale_temp
 
 try:
     import fcntl
@@ -76,12 +81,22 @@ def run_lock(run_dir: str | Path, command: str, timeout: float | None = None) ->
         return
     timeout = default_timeout() if timeout is None else timeout
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    deadline, told = time.monotonic() + timeout, False
-    while True:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         # Opened without truncating: the holder's record must survive a waiter opening the file.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (*READ_ONLY, *NO_ACCESS) or not run_dir.is_dir():
+            raise (os_error(e) or e) from None
+        logger.warning("%s is not writable (%s): running without the run-folder lock; a stage that must "
+                       "write there will stop", run_dir, e.strerror)
+        yield None
+        return
+    deadline, told = time.monotonic() + timeout, False
+    while True:
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             while True:
                 try:
@@ -109,11 +124,13 @@ def run_lock(run_dir: str | Path, command: str, timeout: float | None = None) ->
         except FileNotFoundError:
             pass
         os.close(fd)
+        fd = None
     try:
         record = {"pid": os.getpid(), "command": command, "host": socket.gethostname(),
                   "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+        remove_stale_temp(run_dir)  # this process is the folder's only writer now
         try:
             yield path
         finally:
