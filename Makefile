@@ -18,7 +18,7 @@ COLUMN ?=
 MODEL ?=
 FORMAT ?= table
 
-# bench-extract times the config's [data]: CONFIG when given on the command line, else GoEmotions'
+# bench-extract and bench-finetune time the config's [data]: CONFIG when given on the command line, else GoEmotions'
 # layout when DATA names its folder, else the demo data
 BENCH_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),$(if $(DATA),configs/goemotions-local.toml,configs/demo.toml))
 
@@ -81,6 +81,12 @@ table: $(VENV)/.core
 bench-extract: $(VENV)/.extract
 	$(BIN)/probekit bench-extract $(call args,$(BENCH_CONFIG))
 
+## bench-finetune: one epoch of fine-tuning vs HF Trainer, side by side (JSON + table; DATA= as bench-extract;
+##   needs the bench extra, accelerate)
+.PHONY: bench-finetune
+bench-finetune: $(VENV)/.bench
+	$(BIN)/probekit bench-finetune $(call args,$(BENCH_CONFIG))
+
 ## ---- development -------------------------------------------------------------
 
 ## test: the test suite (sets up .venv with every extra first)
@@ -124,5 +130,10 @@ $(VENV)/.extract: $(VENV)/.core
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.extract
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+# HF Trainer, the anchor of bench-finetune, needs accelerate; the runtime does not.
+$(VENV)/.bench: $(VENV)/.extract
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@

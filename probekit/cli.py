@@ -9,6 +9,7 @@
     probekit config   --config configs/demo.toml [--all]  # the resolved settings, as a preset
     probekit table    --run artifacts/demo              # the results table (Markdown) from metrics.json
     probekit bench-extract --config configs/goemotions-local.toml --data DIR
+    probekit bench-finetune --config configs/goemotions-local.toml --data DIR
 
 Every subcommand takes ``--config``, ``--set section.key=value`` (repeatable), ``--data``
 and ``--artifacts``. Heavy libraries are imported inside the handlers, so classify and
@@ -98,6 +99,12 @@ def _bench_extract(cfg) -> None:
     run_bench(cfg)
 
 
+def _bench_finetune(cfg) -> None:
+    from probekit.stages.extract.bench.finetune_cli import main as run
+
+    run(cfg)
+
+
 def _predict(args) -> None:
     from probekit.run import format_rows, load_run, read_texts
 
@@ -132,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
         ("finetune", _finetune, "fine-tune the encoder end to end into <run>/finetuned/; classify then scores it"),
         ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
+        ("bench-finetune", _bench_finetune, "time fine-tuning against Hugging Face's Trainer (one epoch each, interleaved)"),
         ("config", _config, "print the resolved configuration as a preset (users' keys; --all: advanced too)"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -140,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one setting, e.g. --set classify.logreg.C=0.5 (repeatable)")
         p.add_argument("--data", help="data directory of a local-files preset (sets data.path)")
         p.add_argument("--artifacts", help="output root (sets run.artifacts)")
-        if name in ("extract", "finetune", "bench-extract"):  # the commands that load a model
+        if name in ("extract", "finetune", "bench-extract", "bench-finetune"):  # the commands that load a model
             p.add_argument("--trust-remote-code", action="store_true",
                            help="run Python code shipped with the model; only this flag allows it, never a config")
         p.set_defaults(func=func)

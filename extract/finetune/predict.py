@@ -14,7 +14,7 @@ from probekit.core.errors import ProbekitError
 from probekit.core.runfolder import finetuned_dir
 from probekit.stages.extract.engine.loading import pick_device
 from probekit.stages.extract.finetune.stage import read_result
-from probekit.stages.extract.finetune.trainer import predict_rows
+from probekit.stages.extract.finetune.steps import predict_rows
 
 
 class FinetunedModel:

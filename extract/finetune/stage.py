@@ -38,7 +38,8 @@ from probekit.core.runfolder import (
 )
 from probekit.stages.extract import data as data_mod
 from probekit.stages.extract.engine.loading import model_identity, pick_device, resolve_model
-from probekit.stages.extract.finetune.trainer import Trainer, fmt_score
+from probekit.stages.extract.finetune.steps import fmt_score
+from probekit.stages.extract.finetune.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def run_finetune(cfg: Config) -> Path:
         logger.info("finetune: reusing %s (run key %s matches)", out, key)
         return out
 
+    t_start = time.perf_counter()
     set_seed(cfg.run.seed)
     if device == "cpu":
         torch.set_num_threads(ft.num_threads or len(os.sched_getaffinity(0)))
@@ -104,8 +106,9 @@ def run_finetune(cfg: Config) -> Path:
     staging.mkdir(parents=True)
     trainer = Trainer(cfg, ds, path, local, device)
     n_rows = {s: len(ds.splits[s].texts) for s in SPLITS}
-    logger.info("finetune: %s on %s (%s), %d labels, %s, train %d of %d rows", model_id, device, trainer.amp,
-                len(ds.label_names), ds.problem_type, len(trainer.train_idx), n_rows["train"])
+    logger.info("finetune: %s on %s (%s), %d labels, %s, train %d of %d rows, %s", model_id, device, trainer.amp,
+                len(ds.label_names), ds.problem_type, len(trainer.train_idx), n_rows["train"],
+                f"top {ft.train_layers} layers trained" if ft.train_layers else "every layer trained")
     train_s = trainer.fit(staging)
 
     from transformers import AutoModelForSequenceClassification
@@ -116,6 +119,7 @@ def run_finetune(cfg: Config) -> Path:
     P = {"validation": trainer.best_P_val, "test": trainer.predict("test")}
     predict_s = time.perf_counter() - t  # the test split, as classify's predict_seconds
     examples = sum(h["train_examples"] for h in trainer.history)
+    step_s = sum(h["train_seconds"] for h in trainer.history)  # the training steps alone, no validation
     result = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "run_key": key,
@@ -129,13 +133,19 @@ def run_finetune(cfg: Config) -> Path:
         # the settings that shape the model (shown in the report); `config` holds every [finetune] key
         "params": {"model_id": model_id, "epochs": len(trainer.history), "lr": ft.lr,
                    "batch_size": ft.batch_size * ft.grad_accum, "head_epochs": ft.head_epochs,
-                   "imbalance": ft.imbalance, "max_length": trainer.max_length, "amp_dtype": trainer.amp},
+                   "imbalance": ft.imbalance, "max_length": trainer.max_length, "amp_dtype": trainer.amp,
+                   "train_layers": ft.train_layers},
         "config": {**dataclasses.asdict(ft), "device": device, "model_revision": revision},
         "chosen": {"epoch": best["epoch"], "step": best["step"]},
         "history": trainer.history,
         "fit_seconds": round(train_s, 3),
         "predict_seconds": round(predict_s, 3),
-        "seconds_per_1000_train_examples": round(1000 * train_s / max(examples, 1), 2),
+        "seconds_per_1000_train_examples": round(1000 * step_s / max(examples, 1), 2),
+        # what it cost: the training steps' rate, where and in what, and the whole stage's wall clock
+        "examples_per_s": round(examples / max(step_s, 1e-9), 2),
+        "device": device, "dtype": trainer.amp, "train_layers": ft.train_layers,
+        "frozen_states_seconds": round(trainer.state_seconds, 3),
+        "wall_minutes": round((time.perf_counter() - t_start) / 60, 3),
     }
     ckpt = staging / "checkpoint"
     for f in ckpt.iterdir():  # the checkpoint's files become the folder's
@@ -148,7 +158,8 @@ def run_finetune(cfg: Config) -> Path:
         out.rename(old)
     staging.rename(out)
     shutil.rmtree(old, ignore_errors=True)
-    logger.info("finetune: best epoch %d (validation %s %s); %.1f s per 1,000 train examples -> %s; "
-                "run classify to score it beside the other models", best["epoch"], ft.metric,
-                fmt_score(best["validation_metric"]), result["seconds_per_1000_train_examples"], out)
+    logger.info("finetune: best epoch %d (validation %s %s); %.1f examples/s (%.1f s per 1,000), %.1f min in all "
+                "-> %s; run classify to score it beside the other models", best["epoch"], ft.metric,
+                fmt_score(best["validation_metric"]), result["examples_per_s"],
+                result["seconds_per_1000_train_examples"], result["wall_minutes"], out)
     return out

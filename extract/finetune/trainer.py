@@ -1,15 +1,22 @@
-"""The fine-tuning loop: the model, its tokenized rows, the phases, validation after every epoch.
+"""The fine-tuning loop: the model, its token arrays, the phases, validation after every epoch.
 
-``Trainer.fit`` runs the head-only phase (encoder frozen) and then every weight, scores
-validation after each epoch and saves the best epoch's weights to ``<staging>/checkpoint``.
+``Trainer.fit`` runs the head-only phase (encoder frozen) and then the trained layers (all of
+them, or the top ``[finetune] train_layers``), scores validation after each epoch and saves
+the best epoch's weights to ``<staging>/checkpoint``. What makes a step cheap on a CPU:
+
+* every split tokenized once; batches in Hugging Face's group_by_length order, padded to
+  their own longest text from the token arrays (batches.py);
+* frozen layers computed once: their output for every train and validation text is kept
+  (layers.py, :class:`FrozenStates`), so an epoch runs only the trained layers;
+* the last layer computes the [CLS] row alone (what the head reads), and AdamW's fused
+  CPU kernel.
+
 Early stopping scores validation with the shared metric code (probekit.core.metrics and
-.thresholds), the way classify scores its models; the fine-tuning stage writes no metrics
-itself: classify scores the kept model from its saved probabilities.
+.thresholds), the way classify scores its models; the stage writes no metrics itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
@@ -19,52 +26,31 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from probekit.core.config import ClassifySection, Config
+import probekit.stages.extract.finetune.batches as B
+import probekit.stages.extract.finetune.layers as L
+from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
-from probekit.core.metrics import score
 from probekit.core.runfolder import SPLITS
-from probekit.core.thresholds import tune_thresholds
-from probekit.stages.extract.engine.loading import remote_code_error
 from probekit.stages.extract.finetune.loss import label_matrix, make_loss
+from probekit.stages.extract.finetune.steps import (
+    amp_dtype,
+    autocast,
+    fmt_score,
+    load_model,
+    probabilities,
+    validation_scores,
+)
 
 logger = logging.getLogger(__name__)
 
-# config attributes that hold a dropout probability, across BERT-, DistilBERT- and RoBERTa-style models
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
-                "seq_classif_dropout", "classifier_dropout")
-
-
-def validation_scores(Y: np.ndarray, P: np.ndarray, problem_type: str, names: list[str],
-                      cfg: ClassifySection) -> dict:
-    """Validation metrics of one epoch: thresholds tuned on these very scores when classify tunes them."""
-    tuned = problem_type == "multi_label" and cfg.thresholds == "tune"
-    return score(Y, P, problem_type, names, tune_thresholds(Y, P) if tuned else cfg.threshold)
-
-
-def amp_dtype(name: str, device: str) -> str:
-    import torch
-
-    if name != "auto":
-        return name
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
-def _autocast(device: str, dtype: str):
-    import torch
-
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, dtype))
-
-
 class Trainer:
-    """One fine-tuning run: the model, its rows, the loss, the loop and validation."""
+    """One fine-tuning run: the model, its token arrays, the loss, the loop and validation.
+
+    ``on_step``: called after every optimiser step (the benchmark takes turns there).
+    """
 
     def __init__(self, cfg: Config, ds, path: str, local: bool, device: str):
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
         ft = self.ft = cfg.finetune
         self.cfg, self.ds, self.device = cfg, ds, device
@@ -72,42 +58,17 @@ class Trainer:
         self.multi = ds.problem_type == "multi_label"
         self.names = ds.label_names
         self.max_length = ft.max_length or cfg.encoder.max_length
-        kw = {"local_files_only": True} if local else {"revision": cfg.encoder.revision}
-        kw["trust_remote_code"] = cfg.trust_remote_code  # only the command-line flag sets it
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
-            config = AutoConfig.from_pretrained(
-                path, num_labels=len(self.names), id2label=dict(enumerate(self.names)),
-                label2id={n: k for k, n in enumerate(self.names)},
-                problem_type="multi_label_classification" if self.multi else "single_label_classification", **kw)
-            if ft.dropout >= 0:
-                for key in DROPOUT_KEYS:
-                    if hasattr(config, key):
-                        setattr(config, key, ft.dropout)
-            quiet = logging.getLogger("transformers")
-            level = quiet.level
-            quiet.setLevel(logging.ERROR)  # its load report says the head is new; we log that below
-            try:
-                self.model, info = AutoModelForSequenceClassification.from_pretrained(
-                    path, config=config, output_loading_info=True, **kw)
-            finally:
-                quiet.setLevel(level)
-        except OSError as e:
-            raise ProbekitError(f"[finetune] model={path!r}: cannot load it: {str(e).splitlines()[0][:200]}") from None
-        except ValueError as e:  # transformers refusing a model's own code without trust_remote_code
-            raise remote_code_error(cfg.encoder, e) from None
-        if not self.tokenizer.is_fast:
-            raise ProbekitError(f"[finetune] model={path!r} has no fast tokenizer (tokenizer.json); "
-                                "probekit needs one.")
+        self.tokenizer, self.model, self.new_params = load_model(cfg, path, local, self.names, self.multi)
         # what the checkpoint did not hold (the classification head, a missing pooler): trained from the start
-        self.new_params = set(info.get("missing_keys") or ())
         logger.info("finetune: newly initialised (not in the checkpoint): %s",
                     ", ".join(sorted(self.new_params)) or "none")
+        self.n_frozen = L.check_train_layers(self.model, ft.train_layers)
         self.model.to(device)
-        self.collate = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=8 if device != "cpu" else None)
-        self.rows = {s: self._rows(ds.splits[s].texts) for s in SPLITS}
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.type_ids = "token_type_ids" in self.tokenizer.model_input_names
+        self.tok = {s: B.tokenize_split(self.tokenizer, ds.splits[s].texts, self.max_length) for s in SPLITS}
         self.Y = {s: label_matrix(ds.splits[s].y, len(self.names)) for s in SPLITS}
-        self.train_idx = np.arange(len(self.rows["train"]))
+        self.train_idx = np.arange(self.tok["train"].n_rows)
         if 0 < ft.max_train_rows < len(self.train_idx):
             rng = np.random.default_rng(cfg.run.seed)
             self.train_idx = np.sort(rng.choice(len(self.train_idx), ft.max_train_rows, replace=False))
@@ -116,75 +77,129 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.split(":")[0], enabled=self.amp == "float16")
         self.history: list[dict] = []
         self.step = 0
+        self.on_step = None
+        self.states: dict = {}  # (split, frozen layers) -> FrozenStates
+        self.frozen_layers = 0  # of the phase running now (0: none; the embeddings train too)
+        self.frozen_modules: list = []
+        self.state_seconds = 0.0
 
     def _is_head(self, name: str) -> bool:
         """Whether a parameter belongs to the head: new (not in the checkpoint) or outside the base model."""
         return name in self.new_params or not name.startswith(self.model.base_model_prefix + ".")
 
-    def _rows(self, texts: list[str]) -> list[dict]:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        keys = [k for k in enc.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
-        return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+    def inputs(self, split: str, rows) -> dict:
+        return B.inputs(self.tok[split], rows, self.pad_id, self.type_ids)
 
-    def _label(self, i: int):
-        y = self.ds.splits["train"].y[i]
-        return [float(v) for v in y] if self.multi else int(y)
+    def _labels(self, rows):
+        import torch
+
+        y = self.ds.splits["train"].y[rows]
+        return torch.as_tensor(np.asarray(y, dtype=np.float32) if self.multi else np.asarray(y, dtype=np.int64))
+
+    def _frozen(self, split: str, rows):
+        """The FrozenStates of `split` for the phase's frozen layers (computed on first use), or None."""
+        if not self.frozen_layers or not self.ft.cache_frozen:
+            return None
+        key = (split, self.frozen_layers)
+        if key not in self.states:
+            t, was = time.perf_counter(), self.model.training
+            self.states[key] = L.FrozenStates(self.model, self.frozen_layers - 1, self.tok[split], rows,
+                                              lambda r: self.inputs(split, r), self.ft.eval_batch_size, self.device,
+                                              lambda: autocast(self.device, self.amp))
+            self.state_seconds += time.perf_counter() - t
+            self._train_mode(was)
+            logger.info("finetune: %s: the frozen layers' output of %d texts kept (%.0f MB, %.1f s)", split,
+                        len(rows), self.states[key].nbytes / 2**20, time.perf_counter() - t)
+        return self.states[key]
+
+    def _forward(self, split: str, rows, states):
+        """Logits of `rows`; from the frozen layers' kept output when `states` is given."""
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in self.inputs(split, rows).items()}
+        with L.cls_only_last_layer(self.model, self.ft.fast_last_layer):
+            if states is None:
+                with autocast(self.device, self.amp):
+                    return self.model(**inputs).logits.float()
+            with L.from_states(self.model, self.frozen_layers - 1) as feed:
+                feed.value = states.batch(rows, inputs["input_ids"].shape[1]).to(self.device)
+                with autocast(self.device, self.amp):
+                    return self.model(**inputs).logits.float()
 
     # ---- the loop ------------------------------------------------------------------------
 
-    def _phase(self, name: str, epochs: int, lr: float) -> bool:
-        """Train `epochs` epochs; True when early stopping or max_steps ended the run."""
+    def _optimizer(self, trainable: list, lr: float):
         import torch
-        from torch.utils.data import DataLoader
-        from transformers import get_linear_schedule_with_warmup
-        from transformers.trainer_pt_utils import LengthGroupedSampler
 
-        ft = self.ft
-        head_only = name == "head"
-        for pname, p in self.model.named_parameters():
-            p.requires_grad_(not head_only or self._is_head(pname))
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         groups = {}  # (is the head, decays) -> parameters: the new head learns at head_lr in both phases
         for n, p in trainable:
             head = self._is_head(n)
             groups.setdefault((head, not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)), []).append(p)
-        optimizer = torch.optim.AdamW([{"params": ps, "lr": ft.head_lr if head else lr,
-                                        "weight_decay": ft.weight_decay if decays else 0.0}
-                                       for (head, decays), ps in groups.items()])
-        items = [{**self.rows["train"][i], "labels": self._label(i)} for i in self.train_idx]
-        generator = torch.Generator().manual_seed(self.cfg.run.seed + len(self.history))
-        sampler = LengthGroupedSampler(ft.batch_size, lengths=[len(r["input_ids"]) for r in items],
-                                       generator=generator)
-        loader = DataLoader(items, batch_size=ft.batch_size, sampler=sampler, collate_fn=self.collate,
-                            pin_memory=self.device.startswith("cuda"))  # pinned: the non-blocking copies overlap
-        steps_per_epoch = math.ceil(len(loader) / ft.grad_accum)
+        fused = {"fused": True} if self.device == "cpu" else {}  # one kernel per step, not a few per tensor
+        return torch.optim.AdamW([{"params": ps, "lr": self.ft.head_lr if head else lr,
+                                   "weight_decay": self.ft.weight_decay if decays else 0.0}
+                                  for (head, decays), ps in groups.items()], **fused)
+
+    def _setup_phase(self, head_only: bool) -> list:
+        """requires_grad and train/eval mode for a phase; the trained (name, parameter) pairs."""
+        model = self.model
+        model.requires_grad_(True)
+        try:
+            n_layers = len(L.encoder_layers(model)[2]) if head_only or self.ft.train_layers else 0
+        except ProbekitError:  # head only on a model of another layout: it runs whole, nothing kept
+            n_layers = 0
+        # frozen_layers counts the embeddings as one: 1 + the frozen encoder layers; 0 = nothing frozen
+        self.frozen_layers = 1 + (n_layers if head_only else self.n_frozen) if n_layers else 0
+        self.frozen_modules = L.freeze_below(model, self.frozen_layers - 1) if self.frozen_layers else []
+        self._train_mode(True)
+        for name, p in model.named_parameters():
+            if head_only and not self._is_head(name):
+                p.requires_grad_(False)
+        return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def _train_mode(self, on: bool) -> None:
+        """Train mode for what trains; the frozen part stays in eval mode (no dropout: its output is a
+        function of the text, so it can be kept)."""
+        self.model.train(on)
+        for module in self.frozen_modules:
+            module.eval()
+
+    def _phase(self, name: str, epochs: int, lr: float) -> bool:
+        """Train `epochs` epochs; True when early stopping or max_steps ended the run."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        ft = self.ft
+        head_only = name == "head"
+        trainable = self._setup_phase(head_only)
+        optimizer = self._optimizer(trainable, lr)
+        lengths = self.tok["train"].lengths[self.train_idx]
+        steps_per_epoch = math.ceil(math.ceil(len(lengths) / ft.batch_size) / ft.grad_accum)
         total = steps_per_epoch * epochs
         if ft.max_steps:
             total = min(total, max(ft.max_steps - self.step, 1))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(ft.warmup_ratio * total), total)
         logger.info("finetune: %s: %d epochs of %d steps (%d rows, batch %d x %d), lr %g (head %g), %d tensors "
-                    "trained", "head only (encoder frozen)" if head_only else "all weights", epochs, steps_per_epoch,
-                    len(items), ft.batch_size, ft.grad_accum, lr, ft.head_lr, len(trainable))
+                    "trained", "head only (encoder frozen)" if head_only else "all weights" if not ft.train_layers
+                    else f"the top {ft.train_layers} layers", epochs, steps_per_epoch, len(lengths), ft.batch_size,
+                    ft.grad_accum, lr, ft.head_lr, len(trainable))
+        states = self._frozen("train", self.train_idx)
         bad_epochs = 0
         for _ in range(epochs):
-            self.model.train()
             t0, losses, seen = time.perf_counter(), [], 0
-            bar = tqdm(loader, desc=f"finetune epoch {len(self.history) + 1}", unit="batch", leave=False,
+            plan = B.epoch_batches(lengths, ft.batch_size, self.cfg.run.seed + len(self.history))
+            bar = tqdm(plan, desc=f"finetune epoch {len(self.history) + 1}", unit="batch", leave=False,
                        disable=not logger.isEnabledFor(logging.INFO))
             optimizer.zero_grad(set_to_none=True)
-            for b, batch in enumerate(bar):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                labels = batch.pop("labels")
-                with _autocast(self.device, self.amp):
-                    logits = self.model(**batch).logits
-                loss = self.loss_fn(logits.float(), labels.float() if self.multi else labels)
+            for b, pos in enumerate(bar):
+                rows = self.train_idx[pos]
+                labels = self._labels(rows).to(self.device)
+                loss = self.loss_fn(self._forward("train", rows, states), labels)
                 if not torch.isfinite(loss):
                     raise ProbekitError(f"finetune: the loss became {loss.item()} at step {self.step}; "
                                         "lower [finetune] lr (or use dtype='float32').")
                 self.scaler.scale(loss / ft.grad_accum).backward()
                 losses.append(loss.item())
-                seen += len(labels)
-                if (b + 1) % ft.grad_accum == 0 or b + 1 == len(loader):
+                seen += len(rows)
+                if (b + 1) % ft.grad_accum == 0 or b + 1 == len(plan):
                     self.scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_([p for _, p in trainable], ft.max_grad_norm)
                     self.scaler.step(optimizer)
@@ -193,6 +208,8 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     self.step += 1
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                    if self.on_step is not None:
+                        self.on_step(self)
                     if ft.max_steps and self.step >= ft.max_steps:
                         break
             train_s = time.perf_counter() - t0
@@ -208,7 +225,9 @@ class Trainer:
         return False
 
     def _validate(self, phase: str, train_loss: float, seen: int, train_s: float, lr: float) -> bool:
+        t = time.perf_counter()
         P = self.predict("validation")
+        validate_s = time.perf_counter() - t
         tuned = validation_scores(self.Y["validation"], P, self.ds.problem_type, self.names, self.cfg.classify)
         value = tuned[self.ft.metric]
         value = -1.0 if value is None else value
@@ -216,15 +235,15 @@ class Trainer:
         improved = value > best
         self.history.append({
             "epoch": len(self.history) + 1, "phase": phase, "step": self.step, "lr": lr, "train_loss": train_loss,
-            "train_examples": seen, "train_seconds": round(train_s, 3),
-            "validation_loss": self.validation_loss(P),
+            "train_examples": seen, "train_seconds": round(train_s, 3), "validation_seconds": round(validate_s, 3),
+            "examples_per_s": round(seen / max(train_s, 1e-9), 2), "validation_loss": self.validation_loss(P),
             **{f"validation_{k}": tuned[k] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")},
             "validation_metric": value, "best": improved,
         })
         h = self.history[-1]
-        logger.info("finetune: epoch %d (%s): train loss %.4f, validation loss %.4f, macro-F1 %.3f, macro AUC %s%s",
-                    h["epoch"], phase, train_loss, h["validation_loss"], h["validation_macro_f1"],
-                    fmt_score(h["validation_macro_auc"]),
+        logger.info("finetune: epoch %d (%s): %.1f examples/s, train loss %.4f, validation loss %.4f, macro-F1 "
+                    "%.3f, macro AUC %s%s", h["epoch"], phase, h["examples_per_s"], train_loss, h["validation_loss"],
+                    h["validation_macro_f1"], fmt_score(h["validation_macro_auc"]),
                     "  (best so far: kept)" if improved else "")
         if improved:
             self.save(self.staging / "checkpoint")
@@ -240,8 +259,22 @@ class Trainer:
         return float(-(Y * np.log(P)).sum(axis=1).mean())
 
     def predict(self, split: str) -> np.ndarray:
-        return predict_rows(self.model, self.rows[split], self.collate, self.ft.eval_batch_size, self.device,
-                            self.amp, self.multi, desc=f"finetune {split}")
+        """Probabilities (n, L) of a split, in row order (validation from the frozen layers' kept output)."""
+        import torch
+
+        tok, model = self.tok[split], self.model
+        rows = np.arange(tok.n_rows)
+        states = self._frozen(split, rows) if split == "validation" else None
+        was = model.training
+        model.eval()
+        out = np.empty((len(rows), model.config.num_labels), dtype=np.float32)
+        plan = B.sorted_batches(tok.lengths, self.ft.eval_batch_size)
+        with torch.inference_mode():
+            for pos in tqdm(plan, desc=f"finetune {split}", unit="batch", leave=False,
+                            disable=not logger.isEnabledFor(logging.INFO) or len(plan) <= 1):
+                out[pos] = probabilities(self._forward(split, rows[pos], states), self.multi).cpu().numpy()
+        self._train_mode(was)
+        return out
 
     def save(self, where: Path) -> None:
         if where.exists():
@@ -261,28 +294,3 @@ class Trainer:
             if self._phase(name, epochs, lr):
                 break
         return time.perf_counter() - t0
-
-
-def predict_rows(model, rows: list[dict], collate, batch_size: int, device: str, amp: str, multi: bool,
-                 desc: str = "predict") -> np.ndarray:
-    """Probabilities (n, L) of tokenized rows: length-sorted batches, returned in row order."""
-    import torch
-
-    model.eval()
-    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
-    out = np.empty((len(rows), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False,
-                          disable=not logger.isEnabledFor(logging.INFO) or len(rows) <= batch_size):
-            idx = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
-            with _autocast(device, amp):
-                logits = model(**batch).logits.float()
-            p = torch.sigmoid(logits) if multi else torch.softmax(logits, dim=-1)
-            out[idx] = p.cpu().numpy()
-    return out
-
-
-
-def fmt_score(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"

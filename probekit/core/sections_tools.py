@@ -32,8 +32,18 @@ class BenchSection:
     # model of that type's default shape ("distilbert": distilbert-base-uncased's) with seeded random
     # weights and the packaged encoder's tokenizer: no download (timing only: the test macro-F1 is skipped).
     model_shape: str = ""
+    # make bench-finetune (docs/finetune.md): HF Trainer against probekit, one epoch each on the first
+    # finetune_rows train texts, validation macro-F1 on the first finetune_validation_rows; the methods
+    # take interleaved turns of finetune_turn_steps optimiser steps; [finetune] sets batch, lr and seed
+    finetune_rows: int = 4000
+    finetune_validation_rows: int = 1000
+    finetune_turn_steps: int = 25
+    finetune_output: str = "bench/finetune.json"
 
     def __post_init__(self):
+        for key in ("finetune_rows", "finetune_validation_rows", "finetune_turn_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"[bench] {key}={getattr(self, key)} must be >= 1.")
         if self.n_texts < 1 or self.repeats < 1 or self.f1_test_texts < -1 or self.paired_peak_s < 0:
             raise ConfigError(f"[bench] n_texts={self.n_texts} and repeats={self.repeats} must be >= 1, "
                               f"f1_test_texts={self.f1_test_texts} >= -1, paired_peak_s={self.paired_peak_s} >= 0.")
@@ -57,7 +67,7 @@ class FinetuneSection:
     # probekit config lists these last: the optimiser's and the loss's fine print, and quick-trial caps
     ADVANCED: ClassVar[tuple] = ("grad_accum", "head_epochs", "warmup_ratio", "max_grad_norm", "dropout",
                                  "max_pos_weight", "focal_gamma", "max_steps", "max_train_rows", "eval_batch_size",
-                                 "device", "dtype", "num_threads")
+                                 "device", "dtype", "num_threads", "cache_frozen", "fast_last_layer")
 
     model: str = ""  # "" = [encoder] model; else a Hub id, a local folder or package:<module>
     max_length: int = 0  # tokens per text; 0 = [encoder] max_length
@@ -83,12 +93,22 @@ class FinetuneSection:
     max_train_rows: int = 0  # >0: a seeded random subset of train of this size (validation and test stay whole)
     eval_batch_size: int = 128
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    # auto: bfloat16 autocast on CUDA with bf16 (float16 with loss scaling on older GPUs), float32 on CPU
+    # auto: bfloat16 autocast where the device computes it natively (CUDA with bf16; a CPU with AVX512-BF16
+    # or AMX), with float32 master weights; float16 with loss scaling on older GPUs; else float32
     dtype: str = "auto"
     num_threads: int = 0  # CPU threads; 0 = the cores this process may use
+    # Partial fine-tuning: K > 0 trains the top K encoder layers and the head, the embeddings and the
+    # layers below stay frozen (checked against the model's layer count when it loads); 0 = every layer
+    train_layers: int = 0
+    # the frozen layers' output for every train and validation text computed once and kept in memory
+    # (float32, real tokens only), so an epoch runs only the trained layers; false: computed every step
+    cache_frozen: bool = True
+    # the last layer computes the [CLS] row alone (all the classification heads read); BERT-style models
+    fast_last_layer: bool = True
 
     def __post_init__(self):
-        for key in ("max_length", "max_steps", "max_train_rows", "head_epochs", "patience", "num_threads"):
+        for key in ("max_length", "max_steps", "max_train_rows", "head_epochs", "patience", "num_threads",
+                    "train_layers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"[finetune] {key}={getattr(self, key)} must be >= 0.")
         for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size"):
