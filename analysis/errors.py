@@ -97,7 +97,8 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray, n_labels: int, multi_label:
     cand = registry.Candidate("logreg", dict(params), "oof")
     for fit_rows, held_out in splitter:
         est = registry.build(cand, classify_cfg, seed, n_features=X.shape[1], multi_label=multi_label)
-        est.fit(X[fit_rows], y[fit_rows])
+        with models.warning_filters_kept():
+            est.fit(X[fit_rows], y[fit_rows])
         out[held_out] = models.predict_scores(est, X[held_out], n_labels)
     logger.info("report: out-of-fold probe on %d rows, %d folds (%.1fs)", len(X), n_folds, time.perf_counter() - t0)
     return out

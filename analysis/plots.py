@@ -21,14 +21,13 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the report runs on servers and in CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap, to_rgb  # noqa: E402
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 DPI = 110
-# The density panels cycle through these, as in "NLP with Transformers", chapter 2.
-DENSITY_CMAPS = ("Greys", "Blues", "Oranges", "Reds", "Purples", "Greens")
 
 
 def _plain_text(func):
@@ -55,6 +54,13 @@ def _colors(n: int) -> list:
     if n <= 60:
         return [plt.get_cmap(name)(i) for name in ("tab20", "tab20b", "tab20c") for i in range(20)][:n]
     return [plt.get_cmap("gist_rainbow")(i / n) for i in range(n)]
+
+
+def label_cmap(color) -> LinearSegmentedColormap:
+    """A one-hue ramp from a pale tint of `color` to `color` itself (the densest hexagons): each
+    label's density panel is drawn in its colour on the map."""
+    rgb = np.asarray(to_rgb(color))
+    return LinearSegmentedColormap.from_list("label", [0.2 * rgb + 0.8, rgb])
 
 
 def umap_embedding(
@@ -97,7 +103,8 @@ def umap_embedding(
 
 @_plain_text
 def plot_umap_scatter(
-    emb: np.ndarray, Y: np.ndarray, label_names: list[str], path: str | Path, multi_label: bool = False
+    emb: np.ndarray, Y: np.ndarray, label_names: list[str], path: str | Path, multi_label: bool = False,
+    pooling: str = "cls",
 ) -> Path:
     """Scatter the 2-D embedding, one colour per label.
 
@@ -116,7 +123,7 @@ def plot_umap_scatter(
         m = first == i
         if m.any():
             ax.scatter(emb[m, 0], emb[m, 1], s=point_size, color=colors[i], alpha=0.7, label=f"{name} ({m.sum()})")
-    title = "UMAP of [CLS] features"
+    title = f"UMAP of the {pooling} features"
     if multi_label:
         title += "\ncoloured by each row's first label in label order"
     ax.set_title(title)
@@ -130,9 +137,11 @@ def plot_umap_scatter(
 def plot_umap_density(emb: np.ndarray, Y: np.ndarray, label_names: list[str], path: str | Path) -> Path:
     """One hexbin density panel per label, of the points that carry that label.
 
-    All panels share the same extent, so regions can be compared across labels.
+    All panels share the same extent, so regions can be compared across labels, and each is
+    drawn in its label's colour on the map (:func:`_colors`, as the scatter and the page's map).
     """
     Y = np.asarray(Y)
+    colors = _colors(len(label_names))
     n_labels = len(label_names)
     ncols = min(4, n_labels)
     nrows = int(np.ceil(n_labels / ncols))
@@ -146,7 +155,7 @@ def plot_umap_density(emb: np.ndarray, Y: np.ndarray, label_names: list[str], pa
             continue
         m = Y[:, i].astype(bool)
         if m.any():
-            ax.hexbin(emb[m, 0], emb[m, 1], cmap=DENSITY_CMAPS[i % len(DENSITY_CMAPS)], gridsize=20,
+            ax.hexbin(emb[m, 0], emb[m, 1], cmap=label_cmap(colors[i]), gridsize=20,
                       linewidths=(0,), extent=extent, mincnt=1, vmin=0)  # vmin=0: a lone point stays visible
         else:
             ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes, color="grey")

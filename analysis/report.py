@@ -31,7 +31,7 @@ from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import METRICS_NAME, features_dir, write_json_atomic
-from probekit.stages.analysis import errors, interactive, plots, results, sections
+from probekit.stages.analysis import curves, errors, interactive, plots, results, sections
 from probekit.stages.analysis.results import load_metrics, load_scores  # noqa: F401  (re-exported: the report's readers)
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def _label_errors(cfg: Config, cache, metrics: dict, n_rows: int, out: Path) -> 
     return info, P, thr
 
 
-def _umap(cfg: Config, cache, out: Path, best: str, best_thr, oof, oof_thr, flagged, run_dir: Path) -> dict:
+def _umap(cfg: Config, cache, out: Path, best: str, best_thr, oof, oof_thr, flagged, run_dir: Path,
+          best_positive: int | None = None) -> dict:
     split, labels, r = cfg.report.umap_split, cache.label_names, cfg.report
     # UMAP depends on the features only: a rerun after a new classify reuses the saved map.
     key = json.dumps({"cache": cache.manifest.get("cache_key"), "rows": cache.manifest["splits"][split],
@@ -122,7 +123,7 @@ def _umap(cfg: Config, cache, out: Path, best: str, best_thr, oof, oof_thr, flag
         by = "out-of-fold logistic regression (never trained on the point)" if oof is not None else "none"
     else:
         P = load_scores(run_dir, best, split, (cache.manifest["splits"][split], len(labels)))
-        Yhat, by = predict_labels(np.asarray(P)[rows], cache.problem_type, best_thr), best
+        Yhat, by = predict_labels(np.asarray(P)[rows], cache.problem_type, best_thr, best_positive), best
     texts = cache.texts(split)
     colors = [to_hex(c) for c in plots._colors(len(labels))]
     payload = interactive.umap_payload(emb, rows, Y, Yhat, [texts[i] for i in rows], labels, colors, split,
@@ -130,7 +131,8 @@ def _umap(cfg: Config, cache, out: Path, best: str, best_thr, oof, oof_thr, flag
                                        None if flagged is None or split != "train" else flagged[rows],
                                        n_chars=cfg.report.text_chars)
     scatter = plots.plot_umap_scatter(emb, Y, labels, out / "umap_scatter.png",
-                                      multi_label=cache.problem_type == "multi_label")
+                                      multi_label=cache.problem_type == "multi_label",
+                                      pooling=cache.manifest.get("pooling") or "cls")
     density = plots.plot_umap_density(emb, Y, labels, out / "umap_density.png")
     return {"payload": payload, "density": density, "scatter": scatter, "n_points": int(len(rows)), "split": split}
 
@@ -168,14 +170,16 @@ def build_report(cfg: Config) -> Path:
     support = dict(zip(labels, Y.sum(axis=0).tolist()))
     per_label = results.per_label_table(metrics, support)
     thr = {m: results.model_threshold(metrics, m) for m in metrics["models"]}
-    preds = {m: predict_labels(scores[m], ptype, thr[m]) for m in metrics["models"]}
+    pos = {m: results.model_positive(metrics, m) for m in metrics["models"]}
+    preds = {m: predict_labels(scores[m], ptype, thr[m], pos[m]) for m in metrics["models"]}
+    positive = results.positive_label(metrics)
     n_err, n_chars = cfg.report.n_errors, cfg.report.text_chars
     texts, ids = cache.texts("test"), cache.ids("test")
     high_loss = {m: errors.highest_loss(Y, scores[m], preds[m], texts, ids, labels, ptype, n_err)
                  for m in [best, *[m for m in metrics["models"] if m != best]]}
     label_errs, oof, oof_thr = _label_errors(cfg, cache, metrics, n_err, out)
     umap = _umap(cfg, cache, out, best, thr[best], oof, oof_thr, None if label_errs is None else label_errs["flagged"],
-                 run_dir)
+                 run_dir, pos[best])
     images = {"umap_scatter": umap["scatter"], "umap_density": umap["density"]}
     conf = _confusion(Y, preds[best], labels, multi)
     title = f"{best}, test: " + ("true x predicted labels" if multi else "confusion matrix") + " (rows normalised)"
@@ -184,9 +188,15 @@ def build_report(cfg: Config) -> Path:
     else:
         images["confusion"] = plots.plot_confusion(Y.argmax(1), preds[best].argmax(1), labels, out / "confusion.png",
                                                    title=title)
-    images["per_label_auc"] = plots.plot_per_label_auc(
-        {m: metrics["models"][m].get("test", {}).get("per_label_auc", {}) for m in compared},
-        [r["label"] for r in per_label], support, out / "per_label_auc.png", title="Per-label ROC-AUC, test")
+    if positive is None:
+        images["per_label_auc"] = plots.plot_per_label_auc(
+            {m: metrics["models"][m].get("test", {}).get("per_label_auc", {}) for m in compared},
+            [r["label"] for r in per_label], support, out / "per_label_auc.png", title="Per-label ROC-AUC, test")
+    else:  # binary data: both "labels" have one AUC; the positive class's ROC and PR curves say more
+        k = labels.index(positive)
+        images["curves"] = curves.plot_roc_pr(Y[:, k], {m: scores[m][:, k] for m in compared},
+                                              {m: thr[m] for m in compared if pos[m] is not None}, positive,
+                                              out / "curves.png")
     search_path = run_dir / SEARCH_JSON
     search = load_json(search_path) if search_path.is_file() else None
 
@@ -194,7 +204,8 @@ def build_report(cfg: Config) -> Path:
         run=cfg.run.name, config=cfg.to_dict(), manifest=cache.manifest, metrics=metrics, best=best, compared=compared,
         labels=labels, multi=multi, model_rows=results.model_rows(metrics, best), per_label=per_label,
         threshold=thr[best], confusion=conf, umap=umap, high_loss=high_loss, label_errors=label_errs, search=search,
-        verdict=results.verdict(metrics), text_chars=n_chars)
+        verdict=results.verdict(metrics), text_chars=n_chars, positive=positive,
+        rule=results.decision_rule(metrics, best), curves=images.get("curves"))
     html_path = out / HTML_NAME
     html_path.write_text(sections.render(data, interactive.SCRIPT, interactive.script_json(umap["payload"])),
                          encoding="utf-8")
@@ -206,14 +217,14 @@ def build_report(cfg: Config) -> Path:
         "umap": {"split": umap["split"], "n_rows": umap["n_points"], "file": f"umap.{umap['split']}.npz"},
         "label_counts": conf["counts_rows"], "top_confusions": conf["top"],
         "label_errors": None if label_errs is None else {k: label_errs[k] for k in ("n_flagged", "n_rows", "probe")},
-        "search": str(SEARCH_JSON) if search else None, "wandb_run_dir": None,
+        "search": str(SEARCH_JSON) if search else None, "wandb_run_dir": None, "positive_label": positive,
     }
     write_json_atomic(out / REPORT_JSON_NAME, report)
     if cfg.report.wandb:
         from probekit.stages.analysis.wandb_evidence import TestEvidence, log_report
 
         evidence = TestEvidence(best, labels, ptype, Y, scores[best], preds[best], high_loss[best],
-                                None if label_errs is None else label_errs["rows"])
+                                None if label_errs is None else label_errs["rows"], pos[best])
         report["wandb_run_dir"] = log_report(cfg, metrics, images, per_label, html_path, evidence, cache.manifest)
         write_json_atomic(out / REPORT_JSON_NAME, report)
     logger.info("report: %d models, best %s, UMAP on %d %s rows, %.0f kB -> %s (%.1f s)", len(metrics["models"]),

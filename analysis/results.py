@@ -3,19 +3,22 @@
 ``metrics.json`` (see README, "metrics.json") holds, per model, ``validation`` and ``test``
 blocks (scores at the fixed threshold, and a ``tuned`` sub-block at the thresholds tuned on
 validation), ``test.ci`` bootstrap intervals, ``thresholds``, ``feature_set``, ``input``,
-``params`` and ``selection``; ``comparisons`` names the best model and ``p_better``. Older
-files without these keys still load: every reader falls back to what is there.
+``params`` and ``selection``; ``comparisons`` names the best model and ``p_better``. Binary
+data (two labels, single-label) adds ``positive`` to each block and entry: the positive
+class's scores at its threshold tuned on validation. Older files without these keys still
+load: every reader falls back to what is there.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from probekit.core.errors import ProbekitError
-from probekit.core.runfolder import METRICS_NAME, scores_path
+from probekit.core.runfolder import METRICS_NAME, scores_path, verify_run_outputs
 
 BASELINE_PREFIX = "dummy"
 TABLE_METRICS = ("macro_f1", "micro_f1", "macro_auc", "micro_auc")
@@ -36,6 +39,7 @@ def load_metrics(run_dir: str | Path) -> dict:
         raise ProbekitError(f"{path}: not valid JSON ({e}); run 'make classify' again.") from None
     if not metrics.get("models"):
         raise ProbekitError(f"{path}: 'models' is empty or missing; run 'make classify' again.")
+    verify_run_outputs(run_dir, metrics)  # every model and score file is the one metrics.json was written with
     return metrics
 
 
@@ -59,19 +63,50 @@ def tuned(block: dict) -> dict:
 
 
 def model_threshold(metrics: dict, model: str) -> float | np.ndarray:
-    """The multi-label decision thresholds of `model`: per label (label order) when classify
-    recorded them, else the fixed one (default 0.5)."""
+    """The decision thresholds of `model`: per label (label order) when classify recorded them,
+    the positive class's on binary data, else the fixed one (default 0.5)."""
     entry = metrics["models"][model]
     per_label = entry.get("thresholds")
     if per_label:
         return np.array([per_label[label] for label in metrics["labels"]], dtype=np.float64)
-    return float(entry.get("threshold", 0.5))
+    pos = entry.get("positive")
+    return float(pos["threshold"]) if pos else float(entry.get("threshold", 0.5))
+
+
+def model_positive(metrics: dict, model: str) -> int | None:
+    """The positive column `model` decides on (binary data), None where it takes the argmax or thresholds."""
+    pos = metrics["models"][model].get("positive")
+    return int(pos["index"]) if pos else None
+
+
+def positive_label(metrics: dict) -> str | None:
+    """The positive class of binary data as classify recorded it; None for other data."""
+    recorded = metrics.get("positive_label") or (metrics.get("comparisons") or {}).get("positive_label")
+    if recorded:
+        return recorded
+    for entry in metrics["models"].values():
+        if entry.get("positive"):
+            return entry["positive"]["label"]
+    return None
 
 
 def describe_threshold(thr) -> str:
     if np.ndim(thr) == 0:
         return f"threshold {float(thr):g}"
     return f"per-label thresholds tuned on validation, {np.min(thr):.2f} to {np.max(thr):.2f}"
+
+
+def decision_rule(metrics: dict, model: str) -> str:
+    """How `model` turns probabilities into labels, in words."""
+    entry = metrics["models"][model]
+    pos = entry.get("positive")
+    if pos:
+        how = {"f1": "F1-best on validation", "fixed": "fixed", "recall": "highest reaching the recall target "
+               "on validation"}.get(pos.get("rule"), "tuned on validation")
+        return f"{pos['label']} predicted at p ≥ {pos['threshold']:.3f} ({how})"
+    if metrics.get("problem_type") != "multi_label":
+        return "argmax"
+    return describe_threshold(model_threshold(metrics, model))
 
 
 def is_baseline(name: str) -> bool:
@@ -133,9 +168,13 @@ def per_label_table(metrics: dict, support: dict[str, int]) -> list[dict]:
     return sorted(rows, key=lambda r: -r["support"])
 
 
+POSITIVE_METRICS = ("f1", "precision", "recall", "average_precision", "roc_auc")
+
+
 def model_rows(metrics: dict, best: str) -> list[dict]:
     """One row per model for the comparison table: test metrics (tuned thresholds) with their
-    bootstrap intervals, macro-F1 at the fixed threshold, validation score, timing, settings."""
+    bootstrap intervals, macro-F1 at the fixed threshold, validation score, validation accuracy
+    and macro-F1, timing, settings; binary data: the positive class's scores (``pos_*``) too."""
     multi = metrics.get("problem_type") == "multi_label"
     acc = "subset_accuracy" if multi else "accuracy"
     p_better = metrics.get("comparisons", {}).get("p_better", {})
@@ -143,6 +182,11 @@ def model_rows(metrics: dict, best: str) -> list[dict]:
     for name, entry in metrics["models"].items():
         test = entry.get("test", {})
         t, ci = tuned(test), test.get("ci", {})
+        val = tuned(entry.get("validation", {}))
+        pos = test.get("positive") or {}
+        positive = {f"pos_{k}": pos.get(k) for k in POSITIVE_METRICS}
+        positive |= {"pos_f1_ci": ci.get("positive_f1"), "pos_threshold": pos.get("threshold"),
+                     "pos_average_precision_ci": ci.get("positive_average_precision")}
         params = entry.get("params") or {k: v for k, v in entry.get("selection", {}).get("chosen", {}).items()
                                          if k != "feature_set"}
         rows.append({
@@ -153,26 +197,40 @@ def model_rows(metrics: dict, best: str) -> list[dict]:
             "f1_fixed": test.get("macro_f1"), "accuracy": t.get(acc), "validation": validation_score(entry),
             "fit_seconds": entry.get("fit_seconds"), "p_better": None if name == best else p_better.get(name),
             "n_candidates": entry.get("selection", {}).get("n_candidates"),
+            "val_accuracy": val.get(acc), "val_macro_f1": val.get("macro_f1"), **positive,
         })
     return rows
 
 
+def headline(metrics: dict) -> tuple[str, Callable[[dict], float]]:
+    """The name of the headline test score and a function reading it from an entry: the
+    positive class's F1 on binary data, else macro-F1 (tuned thresholds)."""
+    label = positive_label(metrics)
+    if label is not None:
+        return f"{label} F1", lambda m: ((m.get("test") or {}).get("positive") or {}).get("f1") or 0.0
+    return "macro-F1", lambda m: tuned(m.get("test", {})).get("macro_f1") or 0.0
+
+
 def verdict(metrics: dict) -> str:
     """Plain sentences: do the encoder's features beat words (TF-IDF) here, and what does
-    fine-tuning add over the best frozen-feature model (when the run has one)?"""
+    fine-tuning add over the best frozen-feature model (when the run has one)? Equal scores
+    (to the 3 decimals shown) are worded as a tie."""
     models = metrics["models"]
-    f1 = lambda m: tuned(m.get("test", {})).get("macro_f1") or 0.0  # noqa: E731
+    what, f1 = headline(metrics)
     words = models.get("tfidf_logreg")
     frozen = {n: m for n, m in models.items() if m.get("input") == "features" and not is_baseline(n)}
     out = []
     if words and frozen:
         best = max(frozen, key=lambda n: f1(frozen[n]))
         a, b = f1(frozen[best]), f1(words)
-        if b > a:
-            out.append(f"Words beat the frozen encoder here: TF-IDF + logistic regression reaches test macro-F1 "
+        if round(a, 3) == round(b, 3):
+            out.append(f"Words and the frozen encoder tie here: TF-IDF + logistic regression and {best} (the best "
+                       f"model on the encoder's features alone) both reach test {what} {a:.3f}.")
+        elif b > a:
+            out.append(f"Words beat the frozen encoder here: TF-IDF + logistic regression reaches test {what} "
                        f"{b:.3f}, the best model on the encoder's features alone ({best}) {a:.3f}.")
         else:
-            out.append(f"The frozen encoder beats words here: {best} reaches test macro-F1 {a:.3f}, "
+            out.append(f"The frozen encoder beats words here: {best} reaches test {what} {a:.3f}, "
                        f"TF-IDF + logistic regression {b:.3f}.")
     tuned_model = models.get("finetuned")
     others = {n: m for n, m in models.items() if n != "finetuned" and not is_baseline(n)}
@@ -180,9 +238,13 @@ def verdict(metrics: dict) -> str:
         best = max(others, key=lambda n: f1(others[n]))
         a, b = f1(tuned_model), f1(others[best])
         epochs = len(tuned_model.get("history") or ()) or "?"
-        out.append(f"Fine-tuning ({epochs} epochs on {tuned_model.get('train_rows', '?')} train rows) reaches test "
-                   f"macro-F1 {a:.3f}, {'above' if a > b else 'below'} the best model without fine-tuning "
-                   f"({best}, {b:.3f}) by {abs(a - b):.3f}.")
+        start = (f"Fine-tuning ({epochs} epochs on {tuned_model.get('train_rows', '?')} train rows) reaches test "
+                 f"{what} {a:.3f}, ")
+        if round(a, 3) == round(b, 3):
+            out.append(start + f"a tie with the best model without fine-tuning ({best}, {b:.3f}).")
+        else:
+            out.append(start + f"{'above' if a > b else 'below'} the best model without fine-tuning "
+                       f"({best}, {b:.3f}) by {abs(a - b):.3f}.")
     return " ".join(out)
 
 

@@ -1,14 +1,14 @@
 """The sections of the report page, each a function of :class:`ReportData` returning HTML.
 
-Summary (best model, its interval, strongest and weakest labels, worst confusion), Models
-(every model of metrics.json, sortable), Labels (per-label ROC-AUC and F1 of the compared
-models, by support), Confusions, Map (interactive UMAP and density panels), Errors
-(highest-loss test texts per model, likely label errors in train), Search, Run.
+Summary and the header (analysis.summary), Models (every model of metrics.json, sortable;
+columns by problem type: binary data leads with the positive class, single-label data is
+scored at the argmax, multi-label at thresholds tuned on validation), Labels (per-label
+ROC-AUC and F1 of the compared models, by support; binary data: ROC and precision-recall
+curves instead), Confusions, Map (interactive UMAP and density panels), Errors (highest-loss
+test texts per model, likely label errors in train), Search, Run.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,34 +25,10 @@ from probekit.stages.analysis.html import (
     table,
     value_cell,
 )
-from probekit.stages.analysis.results import describe_threshold
+from probekit.stages.analysis.summary import ReportData, header, models, summary
 
 NAV = [("summary", "Summary"), ("models", "Models"), ("labels", "Labels"), ("confusions", "Confusions"),
        ("map", "Map"), ("errors", "Errors"), ("search", "Search"), ("run", "Run")]
-
-
-@dataclass
-class ReportData:
-    """Everything the page shows, computed by :func:`analysis.report.build_report`."""
-
-    run: str
-    config: dict
-    manifest: dict
-    metrics: dict
-    best: str
-    compared: list
-    labels: list
-    multi: bool
-    model_rows: list
-    per_label: list
-    threshold: object  # the best model's threshold(s)
-    confusion: dict  # M, counts, support, counts_rows, top
-    umap: dict  # payload, density (Path), n_points
-    high_loss: dict  # model -> rows
-    label_errors: dict | None  # rows, n_flagged, n_rows, probe
-    search: dict | None
-    verdict: str = ""
-    text_chars: int = 240
 
 
 def _text(t: str, n: int) -> dict:
@@ -60,68 +36,12 @@ def _text(t: str, n: int) -> dict:
     return cell(esc(t if len(t) <= n else t[: n - 1] + "…"), cls="text", title=t if len(t) > n else "")
 
 
-def _card(key: str, value_html: str, sub_html: str = "") -> str:
-    return (f'<div class="card"><div class="k">{esc(key)}</div><div class="v">{value_html}</div>'
-            f'<div class="s">{sub_html}</div></div>')
-
-
-def summary(d: ReportData) -> str:
-    row = next(r for r in d.model_rows if r["model"] == d.best)
-    ci = row.get("macro_f1_ci") or [None, None]
-    ci_txt = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci[0] is not None else ""
-    others = [r for r in d.model_rows if not r["best"]]
-    rivals = sorted(others, key=lambda r: (r["baseline"], -(r["validation"] or 0.0)))  # the runner-up on validation
-    f1 = {r["label"]: r["f1"].get(d.best) for r in d.per_label if r["support"] > 0 and r["f1"].get(d.best) is not None}
-    ranked = sorted(f1, key=lambda k: -f1[k])
-    fmt = lambda ks: ", ".join(f"{esc(k)} {f1[k]:.2f}" for k in ks) or "n/a"  # noqa: E731
-    cards = [
-        _card("best model (validation)", esc(d.best), f"test macro-F1 <b>{num(row['macro_f1'])}</b>{esc(ci_txt)}, "
-              f"macro AUC {num(row['macro_auc'])}"),
-        _card("runner-up", esc(rivals[0]["model"]) if rivals else "n/a",
-              (f"test macro-F1 {num(rivals[0]['macro_f1'])}"
-               + (f"; the best beats it in {rivals[0]['p_better']:.0%} of paired test resamples"
-                  if rivals[0]["p_better"] is not None else "")) if rivals else ""),
-        _card("strongest labels (F1)", "", fmt(ranked[:4])),
-        _card("weakest labels (F1)", "", fmt(ranked[::-1][:4])),
-    ]
-    top = d.confusion.get("top") or []
-    if top:
-        t = top[0]
-        cards.append(_card("most often mistaken", f"{esc(t['true'])} → {esc(t['predicted'])}",
-                           f"{t['count']} of the {t['support']} test rows of {esc(t['true'])} ({t['share']:.0%})"))
-    if d.label_errors:
-        le = d.label_errors
-        cards.append(_card("likely label errors (train)", f"{le['n_flagged']:,}",
-                           f"of {le['n_rows']:,} rows: a confident out-of-fold probe disagrees"))
-    verdict = f'<p class="verdict">{esc(d.verdict)}</p>' if d.verdict else ""
-    return f'<section id="summary"><div class="cards">{"".join(cards)}</div>{verdict}</section>'
-
-
-def models(d: ReportData) -> str:
-    head = ["model", "settings", "macro F1", "micro F1", "macro AUC", "micro AUC", "macro F1 @ 0.5",
-            "subset acc." if d.multi else "accuracy", "val. macro F1", "fit s", "P(best > it)"]
-    groups = [("", 2), ("test, thresholds tuned on validation", 4), ("test", 2), ("", 3)]
-    rows = []
-    for r in d.model_rows:
-        badge = '<span class="badge">best</span>' if r["best"] else ""
-        reads = esc(r["input"]) + (f" · {esc(r['feature_set'])}" if r["feature_set"] else "")
-        rows.append(([
-            cell(f'<span class="model">{esc(r["model"])}</span>{badge}<div class="ci">{reads}</div>'),
-            cell(esc(r["params"].replace(", ", ", \u200b") or "-"), cls="params",
-                 title=f"chosen among {r['n_candidates'] or 1} grid points on validation"),
-            *[value_cell(r[k], ci=r[f"{k}_ci"], bar=True) for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")],
-            value_cell(r["f1_fixed"]), value_cell(r["accuracy"]), value_cell(r["validation"]),
-            value_cell(r["fit_seconds"], 1), value_cell(r["p_better"], 3) if not r["best"] else cell("best", 2.0),
-        ], "best" if r["best"] else "baseline" if r["baseline"] else ""))
-    comp = d.metrics.get("comparisons", {})
-    note = (f"{comp.get('ci_level', 0.95):.0%} bootstrap intervals over {comp.get('n_bootstrap')} test resamples"
-            if comp.get("n_bootstrap") else "no bootstrap intervals")
-    return (f'<section id="models"><h2>Models</h2><p class="muted">Test scores at the thresholds tuned on validation '
-            f"(brackets: {esc(note)}); every model was selected on validation only. Click a header to sort.</p>"
-            + table(head, rows, table_id="model-table", left=2, groups=groups) + "</section>")
-
-
 def labels(d: ReportData) -> str:
+    if d.positive is not None:  # two "labels" are the class and its complement: curves say more
+        curves = img(d.curves, "ROC and precision-recall curves") if d.curves else ""
+        return (f'<section id="labels"><h2>ROC and precision-recall curves (test)</h2><p class="muted">The positive '
+                f"class {esc(d.positive)} against the rest, for the best model and its closest rivals; the dot on "
+                "each curve is the model's threshold tuned on validation.</p>" + curves + "</section>")
     ms = d.compared
     thr = d.threshold if np.ndim(d.threshold) else None
     head = ["label", "test support", *[x for _ in ms for x in ("AUC", "F1")]]
@@ -137,29 +57,56 @@ def labels(d: ReportData) -> str:
         if thr is not None:
             cells.append(value_cell(float(thr[index[r["label"]]]), 2))
         rows.append((cells, ""))
+    rule = "tuned thresholds" if d.multi else "argmax"
     return ('<section id="labels"><h2>Per-label ROC-AUC and F1 (test)</h2><p class="muted">Labels by test support, '
-            "largest first; F1 at each model's tuned thresholds; the best model first, then its closest rivals of "
+            f"largest first; F1 at each model's {rule}; the best model first, then its closest rivals of "
             "each kind and the prior dummy. Click a header to sort.</p>"
             + table(head, rows, table_id="label-table", groups=groups) + "</section>")
 
 
+def _counts_table(c: dict, d: ReportData) -> str:
+    head = ["label" if d.multi else "class", "support", "TP", "FP", "FN", "TN", "precision", "recall", "F1"]
+    rows = [([esc(r["label"]), cell(str(r["support"]), r["support"]),
+              *[cell(str(r[k]), r[k]) for k in ("tp", "fp", "fn", "tn")],
+              *[value_cell(r[k], bar=True) for k in ("precision", "recall", "f1")]], "")
+            for r in c["counts_rows"]]
+    return table(head, rows, table_id="counts-table")
+
+
+def _binary_matrix(c: dict, d: ReportData) -> str:
+    """The 2 x 2 confusion matrix in counts, with each count's share of its true class and of all rows."""
+    counts, n = np.asarray(c["counts"]), int(np.asarray(c["counts"]).sum())
+    head = ["true \\ predicted", *d.labels, "rows"]
+    rows = []
+    for i, name in enumerate(d.labels):
+        support = int(counts[i].sum())
+        cells = [esc(name)]
+        for j in range(len(d.labels)):
+            k = int(counts[i, j])
+            rate = f"{k / support:.1%} of {esc(name)}" if support else "n/a"
+            cells.append(cell(f"<b>{k:,}</b><br><span class=\"ci\">{rate}; {k / max(n, 1):.1%} of all</span>", k))
+        cells.append(cell(f"{support:,}", support))
+        rows.append((cells, ""))
+    return table(head, rows, table_id="binary-confusion", sortable=False)
+
+
 def confusions(d: ReportData) -> str:
     c, parts = d.confusion, []
-    rule = esc(describe_threshold(d.threshold)) if d.multi else "argmax"
-    parts.append(f'<p class="muted">{esc(d.best)} on test, {rule}. ')
+    parts.append(f'<p class="muted">{esc(d.best)} on test, {esc(d.rule)}. ')
     if d.multi:
         parts[-1] += ("Heatmap cell (i, j): share of the test rows carrying label i whose predicted set holds j; "
                       "the diagonal is recall, the rest shows which labels are taken for which.</p>")
-        head = ["label", "support", "TP", "FP", "FN", "TN", "precision", "recall", "F1"]
-        rows = [([esc(r["label"]), cell(str(r["support"]), r["support"]),
-                  *[cell(str(r[k]), r[k]) for k in ("tp", "fp", "fn", "tn")],
-                  *[value_cell(r[k], bar=True) for k in ("precision", "recall", "f1")]], "")
-                for r in c["counts_rows"]]
-        parts.append("<h3>Per-label counts (each label against the rest)</h3>"
-                     + table(head, rows, table_id="counts-table"))
+        parts.append("<h3>Per-label counts (each label against the rest)</h3>" + _counts_table(c, d))
         parts.append("<h3>True × predicted co-occurrence</h3>")
+    elif d.positive is not None:
+        parts[-1] += ("Counts, with each one's share of its true class (the rates: recall of each class on the "
+                      "diagonal) and of all test rows.</p><h3>Confusion matrix</h3>" + _binary_matrix(c, d))
+        parts.append("<h3>Per-class precision and recall</h3>" + _counts_table(c, d))
+        return f'<section id="confusions"><h2>Confusion report</h2>{"".join(parts)}</section>'
     else:
-        parts[-1] += "Rows: true class, normalised to 1; columns: predicted class.</p><h3>Confusion matrix</h3>"
+        parts[-1] += "Rows: true class, normalised to 1; columns: predicted class.</p>"
+        parts.append("<h3>Per-class precision and recall (each class against the rest)</h3>" + _counts_table(c, d))
+        parts.append("<h3>Confusion matrix</h3>")
     parts.append(heatmap(c["M"], d.labels, d.labels, c["counts"]))
     if c.get("top"):
         rows = [([esc(t["true"]), esc(t["predicted"]), value_cell(t["share"], 2), cell(str(t["count"]), t["count"]),
@@ -286,14 +233,7 @@ def run_info(d: ReportData) -> str:
             + "</section>")
 
 
-def header(d: ReportData) -> str:
-    m = d.manifest
-    split = ", ".join(f"{s} {k:,}" for s, k in m.get("splits", {}).items())
-    return (f"<h1>probekit report: {esc(d.run)}</h1><div class=\"muted\">{esc(m.get('model_id', 'n/a'))} · "
-            f"{esc(m.get('pooling', 'n/a'))} pooling · {esc(d.metrics.get('problem_type', ''))}, "
-            f"{len(d.labels)} labels · {esc(split)}</div>")
-
-
 def render(d: ReportData, script: str, data_json: str) -> str:
+    """The whole page (html.page) of `d`."""
     body = "".join(f(d) for f in (summary, models, labels, confusions, umap_map, errors, search, run_info))
     return page(f"probekit report: {d.run}", header(d), NAV, body, script, data_json)

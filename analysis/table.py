@@ -7,13 +7,16 @@ produced. One row per model: the chosen configuration, the features it read, tes
 with its bootstrap interval, micro-F1, macro and micro AUC (all at the thresholds tuned on
 validation; single-label: the argmax), macro-F1 at the fixed threshold (multi-label), the
 final fit's seconds and the whole selection's. The model chosen on validation is in bold.
+Binary data (two labels, single-label) is shown by its positive class instead: F1 with its
+interval, precision, recall, average precision with its interval, ROC-AUC, the threshold
+tuned on validation, and accuracy.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from probekit.stages.analysis.results import is_baseline, load_metrics, tuned
+from probekit.stages.analysis.results import is_baseline, load_metrics, positive_label, tuned
 
 # params shown after a model's name, in this order; values of "none" are left out
 _SHORT = {"C": "C={}", "n_estimators": "{} trees", "max_depth": "depth {}", "min_samples_leaf": "leaf {}",
@@ -46,8 +49,39 @@ def _features(name: str, entry: dict) -> str:
     return pooling or "-"
 
 
+def _ci(value, ci) -> str:
+    return _num(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
+
+
+def _timing(entry: dict) -> list[str]:
+    selection = (entry.get("selection") or {}).get("seconds")
+    return [f"{entry.get('fit_seconds', 0):.0f} s", "-" if selection is None else f"{selection:.0f} s"]
+
+
+def binary_table(metrics: dict, positive: str) -> str:
+    """The Markdown table of binary data: every model's positive-class scores on test."""
+    best = (metrics.get("comparisons") or {}).get("best")
+    head = ["model", "features", f"test {positive} F1 [CI]", "precision", "recall", "average precision [CI]",
+            "ROC-AUC", "threshold", "accuracy", "fit", "selection"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, entry in metrics["models"].items():
+        test = entry["test"]
+        pos, ci = test.get("positive") or {}, test.get("ci") or {}
+        label, f1 = f"{name}{_params(entry.get('params') or {})}", _ci(pos.get("f1"), ci.get("positive_f1"))
+        if name == best:
+            label, f1 = f"**{label}**", f"**{f1}**"
+        cells = [label, _features(name, entry), f1, _num(pos.get("precision")), _num(pos.get("recall")),
+                 _ci(pos.get("average_precision"), ci.get("positive_average_precision")), _num(pos.get("roc_auc")),
+                 _num(pos.get("threshold")), _num(tuned(test).get("accuracy")), *_timing(entry)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def results_table(metrics: dict) -> str:
     """The Markdown table of every model of `metrics` (a metrics.json dict), best on validation in bold."""
+    positive = positive_label(metrics)
+    if positive is not None:
+        return binary_table(metrics, positive)
     best = (metrics.get("comparisons") or {}).get("best")
     multi = metrics.get("problem_type") == "multi_label"
     head = ["model", "features", "test macro-F1 [CI]", "micro-F1", "macro AUC", "micro AUC"]
@@ -65,8 +99,7 @@ def results_table(metrics: dict) -> str:
         cells = [label, _features(name, entry), f1, _num(t.get("micro_f1")), _num(t.get("macro_auc")),
                  _num(t.get("micro_auc"))]
         cells += [_num(test.get("macro_f1"))] if multi else []
-        selection = (entry.get("selection") or {}).get("seconds")
-        cells += [f"{entry.get('fit_seconds', 0):.0f} s", "-" if selection is None else f"{selection:.0f} s"]
+        cells += _timing(entry)
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

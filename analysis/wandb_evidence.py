@@ -6,7 +6,9 @@
 The runs themselves (mode, config, group, tags, finishing) come from
 ``analysis.wandb_log``; this module adds what is logged in them: per-label AUC and F1
 tables, the models table, selection grids, the confusion data and per-label ROC curves of
-the best model on test, and the metrics or report file as an artifact. ``wandb`` is
+the best model on test (binary data: the positive class's ROC and precision-recall curves,
+and its F1, precision, recall, average precision and threshold in the run summary), and the
+metrics or report file as an artifact. ``wandb`` is
 imported only inside the logging functions.
 """
 
@@ -38,6 +40,7 @@ class TestEvidence:
     Yhat: np.ndarray  # (n, L) 0/1 predictions
     high_loss: list | None = None  # rows from analysis.errors.highest_loss
     label_errors: list | None = None  # rows from analysis.errors.label_errors
+    positive: int | None = None  # binary data: the positive column
 
 
 def _metric_tables(wandb, metrics: dict, per_label: list[dict]) -> dict:
@@ -53,7 +56,9 @@ def _metric_tables(wandb, metrics: dict, per_label: list[dict]) -> dict:
 
     rows = model_rows(metrics, metrics.get("comparisons", {}).get("best"))
     cols = ["model", "input", "feature_set", "params", "macro_f1", "micro_f1", "macro_auc", "micro_auc",
-            "f1_fixed", "accuracy", "validation", "fit_seconds", "p_better"]
+            "f1_fixed", "accuracy", "validation", "val_accuracy", "val_macro_f1", "fit_seconds", "p_better"]
+    if metrics["models"] and any(e.get("positive") for e in metrics["models"].values()):
+        cols += ["pos_f1", "pos_precision", "pos_recall", "pos_average_precision", "pos_roc_auc", "pos_threshold"]
     out["models"] = wandb.Table(columns=cols, data=[[r[c] if c != "model" else safe(r[c]) for c in cols] for r in rows],
                                 allow_mixed_types=True)
     for m, entry in metrics["models"].items():
@@ -88,6 +93,18 @@ def _evidence_charts(wandb, ev: TestEvidence) -> dict:
             fpr, tpr, _ = roc_curve(ev.Y[:, k], ev.P[:, k])
             keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).round().astype(int))
             roc += [[lab, round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in keep]
+    if ev.positive is not None:  # binary data: the positive class's precision-recall curve
+        from probekit.stages.analysis.curves import curve_points
+
+        c = curve_points(ev.Y[:, ev.positive], ev.P[:, ev.positive], max_points=ROC_POINTS)
+        if c["recall"]:
+            lab = labels[ev.positive]
+            out["pr_curve"] = wandb.plot_table(
+                "wandb/area-under-curve/v0", wandb.Table(columns=["class", "recall", "precision"], data=[
+                    [lab, round(r, 4), round(p, 4)] for r, p in zip(c["recall"], c["precision"])]),
+                {"x": "recall", "y": "precision", "class": "class"},
+                {"title": f"{ev.model}, test: precision-recall of {lab} (AP {c['average_precision']:.3f})",
+                 "x-axis-title": "Recall", "y-axis-title": "Precision"})
     if roc:
         out["roc_per_label"] = wandb.plot_table(
             "wandb/area-under-curve/v0", wandb.Table(columns=["class", "fpr", "tpr"], data=roc),
@@ -105,6 +122,21 @@ def _evidence_charts(wandb, ev: TestEvidence) -> dict:
             data=[[r["margin"], safe(r["text"]), *(safe(", ".join(r[k])) for k in ("given", "doubtful", "missing"))]
                   for r in ev.label_errors])
     return out
+
+
+def _positive_summary(run, metrics: dict, best: str | None) -> None:
+    """Binary data: the best model's test positive-class scores and threshold in the run summary."""
+    pos = ((metrics["models"].get(best) or {}).get("test") or {}).get("positive")
+    if not pos:
+        return
+    ci = metrics["models"][best]["test"].get("ci") or {}
+    run.summary["positive_label"] = pos["label"]
+    for k in ("f1", "precision", "recall", "average_precision", "roc_auc", "threshold"):
+        if pos.get(k) is not None:
+            run.summary[f"best_positive/{k}"] = pos[k]
+    for k in ("positive_f1", "positive_average_precision"):
+        if ci.get(k) and ci[k][0] is not None:
+            run.summary[f"best_positive/ci/{k}/lo"], run.summary[f"best_positive/ci/{k}/hi"] = ci[k]
 
 
 def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_rows: list[dict], report_html: Path,
@@ -126,6 +158,7 @@ def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_ro
             payload[f"images/{key}"] = wandb.Image(str(path), caption=key)
         run.log(payload)
         run.summary["best_model"] = metrics.get("comparisons", {}).get("best") or (evidence.model if evidence else None)
+        _positive_summary(run, metrics, run.summary["best_model"])
         artifact = wandb.Artifact(name=f"{cfg.run.name}-report", type="report",
                                   metadata={"run": cfg.run.name, "models": list(metrics["models"])})
         artifact.add_file(str(report_html), name=Path(report_html).name)
@@ -153,12 +186,15 @@ def log_classify(cfg: Config, metrics_path: str | Path) -> str | None:
         best = results.choose_model(metrics)
         Y = cache.Y("test")
         P = np.asarray(results.load_scores(metrics_path.parent, best, "test", Y.shape))
+        k = results.model_positive(metrics, best)
         ev = TestEvidence(best, cache.label_names, cache.problem_type, Y, P,
-                          predict_labels(P, cache.problem_type, results.model_threshold(metrics, best)))
+                          predict_labels(P, cache.problem_type, results.model_threshold(metrics, best), k),
+                          positive=k)
         per_label = results.per_label_table(metrics, dict(zip(cache.label_names, Y.sum(axis=0).tolist())))
         run.log({**flatten_metrics(metrics), **_metric_tables(wandb, metrics, per_label),
                  **_evidence_charts(wandb, ev)})
         run.summary["best_model"] = best
+        _positive_summary(run, metrics, best)
         artifact = wandb.Artifact(name=f"{cfg.run.name}-metrics", type="metrics",
                                   metadata={"models": list(metrics["models"])})
         artifact.add_file(str(metrics_path), name=metrics_path.name)

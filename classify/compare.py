@@ -2,10 +2,11 @@
 
 Every model (the scikit-learn ones and ``finetuned``) is scored by the same functions:
 :func:`split_block` makes a split's metrics.json block (fixed threshold, plus the tuned
-one), and :func:`compare_predictions` adds bootstrap intervals and paired comparisons
-against the best model on validation. :func:`gather_finetuned` brings in the fine-tuned
-model from the files ``probekit finetune`` left in ``<run>/finetuned/`` (the stages meet
-only in files): its probabilities are scored here, like the others'.
+one, plus the positive class of binary data), :func:`decision_entry` a model's decision and
+both blocks, and :func:`compare_predictions` adds bootstrap intervals and paired comparisons
+against the best model on validation (binary data: on the positive class's F1).
+:func:`gather_finetuned` brings in the fine-tuned model from the files ``probekit finetune``
+left in ``<run>/finetuned/`` (the stages meet only in files): its probabilities are scored here, like the others'.
 
 Torch-free: classify and the report import it.
 """
@@ -21,7 +22,7 @@ from sklearn.metrics import confusion_matrix
 
 from probekit.core.config import ClassifySection
 from probekit.core.errors import ProbekitError
-from probekit.core.metrics import predict_labels, score
+from probekit.core.metrics import positive_block, predict_labels, score
 from probekit.core.runfolder import (
     FINETUNED_DIRNAME,
     FINETUNED_MODEL,
@@ -34,7 +35,7 @@ from probekit.core.runfolder import (
 )
 from probekit.stages.classify import bootstrap
 from probekit.stages.classify.registry import BASELINES
-from probekit.stages.classify.select import SELECTION_METRIC, Data, thresholds_for
+from probekit.stages.classify.select import Data, positive_for, selection_metric, thresholds_for
 
 logger = logging.getLogger(__name__)
 
@@ -42,50 +43,122 @@ METRICS_SCHEMA_VERSION = 2
 
 
 def split_block(Y: np.ndarray, P: np.ndarray, problem_type: str, label_names: list[str], threshold: float,
-                thresholds: np.ndarray | None) -> dict:
-    """The metrics.json block of one split: fixed-threshold metrics, ``tuned`` ones inside."""
+                thresholds: np.ndarray | None, positive: tuple[int, float] | None = None) -> dict:
+    """The metrics.json block of one split: fixed-threshold metrics, ``tuned`` ones inside.
+
+    Binary data (`positive` = (positive column, its threshold tuned on validation)): the block
+    gains ``positive`` (core.metrics.positive_block), and ``tuned`` is scored at that
+    decision, with its confusion matrix; the outer block stays the argmax.
+    """
     fixed = score(Y, P, problem_type, label_names, threshold)
     tuned = dict(fixed) if thresholds is None else score(Y, P, problem_type, label_names, thresholds)
     if problem_type == "single_label":
         fixed["confusion_matrix"] = confusion_matrix(np.asarray(Y).argmax(1), np.asarray(P).argmax(1),
                                                      labels=range(len(label_names))).tolist()
-    return {**fixed, "tuned": tuned}
+    if positive is None:
+        return {**fixed, "tuned": tuned}
+    k, t = positive
+    Yhat = predict_labels(P, problem_type, t, k)
+    tuned = score_decided(Y, P, Yhat, problem_type, label_names)
+    tuned["confusion_matrix"] = confusion_matrix(np.asarray(Y).argmax(1), Yhat.argmax(1), labels=range(2)).tolist()
+    return {**fixed, "tuned": tuned, "positive": positive_block(np.asarray(Y)[:, k], np.asarray(P)[:, k],
+                                                                label_names[k], t)}
+
+
+def score_decided(Y: np.ndarray, P: np.ndarray, Yhat: np.ndarray, problem_type: str, label_names: list[str]) -> dict:
+    """core.metrics.score of given 0/1 predictions: for single-label data, a one-hot `Yhat`
+    becomes the argmax of a matrix that is 1 where it predicts (AUCs are taken from `P`)."""
+    m = score(Y, np.asarray(Yhat, dtype=np.float64), problem_type, label_names)
+    aucs = score(Y, P, problem_type, label_names)
+    return m | {k: aucs[k] for k in ("micro_auc", "macro_auc", "per_label_auc")}
+
+
+def decision_entry(data: Data, cfg: ClassifySection, P: dict, thresholds: np.ndarray | None,
+                   positive: tuple[int, float] | None) -> dict:
+    """A model's metrics.json decision keys and its validation and test blocks.
+
+    Returns:
+        {"threshold", "thresholds", "positive" (binary: {label, index, threshold, rule}, else
+        None), "validation", "test"}, from `P` = {split: probabilities}.
+    """
+    names = data.label_names
+    return {
+        "threshold": cfg.threshold,
+        "thresholds": None if thresholds is None else dict(zip(names, map(float, thresholds))),
+        "positive": None if positive is None else {"label": names[positive[0]], "index": int(positive[0]),
+                                                   "threshold": float(positive[1]), "rule": cfg.binary_threshold},
+        **{s: split_block(data.Y[s], P[s], data.problem_type, names, cfg.threshold, thresholds, positive)
+           for s in ("validation", "test")},
+    }
 
 
 def model_threshold(entry: dict) -> float | np.ndarray:
-    """The decision threshold(s) a metrics.json entry applies: tuned per label, else the fixed one."""
+    """The decision threshold(s) a metrics.json entry applies: tuned per label, else the fixed one
+    (binary data: the positive class's threshold; see :func:`model_positive`)."""
     thr = entry.get("thresholds")
-    return np.asarray(list(thr.values()), dtype=np.float64) if thr else float(entry.get("threshold", 0.5))
+    if thr:
+        return np.asarray(list(thr.values()), dtype=np.float64)
+    pos = entry.get("positive")
+    return float(pos["threshold"]) if pos else float(entry.get("threshold", 0.5))
+
+
+def model_positive(entry: dict) -> int | None:
+    """The positive column a binary metrics.json entry decides on (None: argmax or per-label thresholds)."""
+    pos = entry.get("positive")
+    return int(pos["index"]) if pos else None
+
+
+def predict_entry(P: np.ndarray, problem_type: str, entry: dict) -> np.ndarray:
+    """The 0/1 predictions of a metrics.json entry's model from its probabilities, as classify decided."""
+    return predict_labels(P, problem_type, model_threshold(entry), model_positive(entry))
+
+
+def _tie_break(entry: dict) -> float:
+    v = entry["validation"]
+    pos = v.get("positive")
+    return (pos.get("average_precision") if pos else v.get("macro_auc")) or 0.0
 
 
 def best_model(models: dict) -> str:
-    """The best model on validation: selection score, ties by validation macro AUC; baselines only if alone."""
+    """The best model on validation: selection score, ties by validation macro AUC (binary data:
+    positive-class average precision); baselines only if alone."""
     contenders = {n: r for n, r in models.items() if n not in BASELINES} or models
     return max(contenders, key=lambda n: (contenders[n]["selection"]["validation_score"],
-                                          contenders[n]["validation"].get("macro_auc") or 0))
+                                          _tie_break(contenders[n])))
 
 
 def compare_predictions(models: dict, test_preds: dict, Y_test: np.ndarray, cfg: ClassifySection,
                         seed: int) -> dict:
     """Bootstrap intervals for every model (written into its ``test.ci``) and P(best beats other).
 
+    Binary data (entries with ``positive``): the predictions are the entry's positive-class
+    decision, ``test.ci`` gains ``positive_f1`` and ``positive_average_precision``, and
+    ``p_better`` compares positive-class F1.
+
     Args:
         test_preds: model -> (test probabilities, test 0/1 predictions). One set of resamples
             of the test rows is shared by every model, so the comparison is paired.
     """
     best = best_model(models)
-    out = {"best": best, "chosen_by": SELECTION_METRIC, "n_bootstrap": cfg.n_bootstrap, "ci_level": cfg.ci_level,
-           "p_better": {}}
+    positive = model_positive(models[best])
+    out = {"best": best, "chosen_by": selection_metric(positive is not None), "n_bootstrap": cfg.n_bootstrap,
+           "ci_level": cfg.ci_level, "p_better": {}}
+    if positive is not None:
+        out["positive_label"] = models[best]["positive"]["label"]
     if cfg.n_bootstrap == 0:
         return out
     W = bootstrap.resample_weights(len(Y_test), cfg.n_bootstrap, seed)
     boots = {}
     for name, (P, Yhat) in test_preds.items():
-        boots[name] = bootstrap.bootstrap_metrics(Y_test, P, Yhat, W)
-        models[name]["test"]["ci"] = {m: bootstrap.interval(boots[name][m], cfg.ci_level) for m in bootstrap.METRICS}
+        k = model_positive(models[name])
+        if k is not None:  # the entry's own decision, whatever the caller predicted
+            Yhat = predict_entry(P, "single_label", models[name])
+        boots[name] = bootstrap.bootstrap_metrics(Y_test, P, Yhat, W, positive=k)
+        models[name]["test"]["ci"] = {m: bootstrap.interval(v, cfg.ci_level) for m, v in boots[name].items()}
+    key = "positive_f1" if positive is not None else "macro_f1"
     for name in boots:
-        if name != best:
-            diff = boots[best]["macro_f1"] - boots[name]["macro_f1"]
+        if name != best and key in boots[name]:
+            diff = boots[best][key] - boots[name][key]
             out["p_better"][name] = float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
     return out
 
@@ -100,7 +173,7 @@ def compare(models: dict, run_dir: str | Path, Y_test: np.ndarray, problem_type:
         if P.shape != Y_test.shape:
             raise ProbekitError(f"{path}: shape {P.shape}, the test labels are {Y_test.shape}; "
                                 f"the scores of {name!r} are stale: rerun the stage that made them.")
-        test_preds[name] = (P, predict_labels(P, problem_type, model_threshold(entry)))
+        test_preds[name] = (P, predict_entry(P, problem_type, entry))
     return compare_predictions(models, test_preds, Y_test, cfg, seed)
 
 
@@ -117,14 +190,15 @@ def _finetuned_mismatch(result: dict, data: Data, fingerprints: dict | None) -> 
 
 
 def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
-                     fingerprints: dict | None) -> tuple[dict, np.ndarray] | None:
+                     fingerprints: dict | None, scores_to: str | Path | None = None) -> tuple[dict, np.ndarray] | None:
     """The fine-tuned model's metrics.json entry and test probabilities, scored like classify's models.
 
     Reads ``<run>/finetuned/`` (result.json and its validation/test probabilities). It is
     used only when it was made on the same rows as the feature cache (dataset fingerprints,
     labels, rows per split); otherwise it is left out with a warning. Thresholds are tuned
     on its validation probabilities as for every model; the probabilities are copied to
-    ``<run>/scores/finetuned.<split>.npy`` beside the others'.
+    ``<scores_to>/scores/finetuned.<split>.npy`` beside the others' (``scores_to``: classify's
+    staging folder, published with the rest; default the run folder).
 
     Returns:
         (entry, test probabilities), or None when there is no usable fine-tuned model.
@@ -148,32 +222,34 @@ def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
     if why is not None:
         logger.warning("classify: leaving out the fine-tuned model in %s: %s; rerun make finetune", folder, why)
         return None
-    names, pt = data.label_names, data.problem_type
-    thr = thresholds_for(P["validation"], data, cfg)
-    blocks = {s: split_block(data.Y[s], P[s], pt, names, cfg.threshold, thr) for s in FINETUNED_SCORED_SPLITS}
+    thr, pos = thresholds_for(P["validation"], data, cfg), positive_for(P["validation"], data, cfg)
+    decision = decision_entry(data, cfg, P, thr, pos)
+    blocks = {s: decision[s] for s in FINETUNED_SCORED_SPLITS}
     for s, p in P.items():
-        write_scores(run_dir, FINETUNED_MODEL, s, p)
+        write_scores(scores_to or run_dir, FINETUNED_MODEL, s, p)
     history = result["history"]
     metric = result.get("config", {}).get("metric", "macro_f1")
     entry = {
         "fit_seconds": result["fit_seconds"],
         "predict_seconds": result["predict_seconds"],
-        "threshold": cfg.threshold,
-        "thresholds": None if thr is None else dict(zip(names, map(float, thr))),
+        **{k: decision[k] for k in ("threshold", "thresholds", "positive")},
         "feature_set": None,
         "input": "texts",
         "params": result["params"],
         "config": result["config"],
         **blocks,
         "selection": {"metric": f"validation {metric} per epoch (early stopping); scored like classify: "
-                                f"{SELECTION_METRIC}",
+                                f"{selection_metric(pos is not None)}",
                       "chosen": result["chosen"],
-                      "validation_score": blocks["validation"]["tuned"]["macro_f1"],
+                      "validation_score": blocks["validation"]["positive"]["f1"] if pos is not None
+                      else blocks["validation"]["tuned"]["macro_f1"],
                       "n_candidates": len(history), "seconds": result["fit_seconds"],
                       "grid": [{"epoch": h["epoch"], "validation_score": h["validation_metric"]} for h in history]},
         "history": history,
         "train_rows": result["train_rows"],
         "seconds_per_1000_train_examples": result["seconds_per_1000_train_examples"],
+        # what it cost (result.json of older fine-tuned folders lacks them: None)
+        **{k: result.get(k) for k in ("examples_per_s", "wall_minutes", "device", "dtype", "train_layers")},
         "checkpoint": FINETUNED_DIRNAME,
         "run_key": result["run_key"],
         "dataset_fingerprint": result["dataset_fingerprint"],

@@ -21,6 +21,9 @@ tfidf_logreg's and logreg's grids, so the fusion grid costs only its validation 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit, softmax
@@ -170,6 +173,42 @@ def model_input(kind: str, X: np.ndarray | None, texts: list[str] | None):
     return frame
 
 
+# scikit-learn's warning for a task run outside its Parallel; raised in error when the filters were scrambled
+_FALSE_ALARM = "sklearn.utils.parallel.delayed` should be used with `sklearn.utils.parallel.Parallel"
+
+
+@contextlib.contextmanager
+def warning_filters_kept():
+    """Leave Python's warning filters as they were, whatever the estimator's threads did to them.
+
+    ``warnings.catch_warnings`` is not thread-safe, and scikit-learn enters it in every task of
+    its threaded loops (a forest's trees are fitted and scored in threads): two threads that
+    interleave can leave the process's filters emptied. Every later ``Parallel`` call then
+    hands its tasks empty filters, each task warns "``sklearn.utils.parallel.delayed`` should
+    be used with ``sklearn.utils.parallel.Parallel``" (353 times in one classify), and warnings
+    ignored by default (``ResourceWarning``) start to print. So each fit and predict runs in
+    this guard: it puts the filters back afterwards, and meanwhile drops that one warning,
+    which then only says the filters were scrambled mid-loop (every task here does run in
+    scikit-learn's Parallel).
+    """
+    kept, shown = warnings.filters, warnings.showwarning
+    saved = list(kept)
+
+    def show(message, category, *args, **kwargs):
+        if not (issubclass(category, UserWarning) and _FALSE_ALARM in str(message)):
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+        if warnings.filters is not kept or kept != saved:
+            kept[:] = saved
+            warnings.filters = kept
+            getattr(warnings, "_filters_mutated", lambda: None)()
+
+
 def _output_classes(model) -> list:
     last = model[-1] if isinstance(model, Pipeline) else model
     if hasattr(last, "classes_"):
@@ -183,7 +222,8 @@ def predict_scores(model, inputs, n_labels: int, dtype=np.float32) -> np.ndarray
     Multi-output estimators return one (n_rows, n_classes) array per label; a class
     that never occurred in training gets probability 0.
     """
-    proba = model.predict_proba(inputs)
+    with warning_filters_kept():
+        proba = model.predict_proba(inputs)
     n_rows = len(inputs)
     out = np.zeros((n_rows, n_labels), dtype=dtype)
     if isinstance(proba, list):  # multi-output: one array per label

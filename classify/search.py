@@ -30,11 +30,11 @@ import numpy as np
 
 from probekit.core.config import Config, SearchSection, load_config
 from probekit.core.errors import ConfigError, ProbekitError
-from probekit.core.metrics import score
+from probekit.core.metrics import positive_block, score
 from probekit.core.runfolder import write_json_atomic
 from probekit.core.sections_common import PROJECT_ROOT
 from probekit.stages.classify import models, registry
-from probekit.stages.classify.select import fit_scored, thresholds_for
+from probekit.stages.classify.select import fit_scored, positive_for, thresholds_for
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,10 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
             so trials that differ only in it reuse one fit's probabilities.
     """
     # models=(model,): a fusion model's parts are then fitted once and reused, as in classify
-    ccfg = dataclasses.replace(cfg.classify, thresholds=params["thresholds"], models=(model,))
+    # binary data: "tune" is classify's binary_threshold rule, "fixed" the fixed threshold
+    binary_rule = cfg.classify.binary_threshold if params["thresholds"] == "tune" else "fixed"
+    ccfg = dataclasses.replace(cfg.classify, thresholds=params["thresholds"], models=(model,),
+                               binary_threshold=binary_rule)
     spec = registry.spec(model)
     feature_set = None if spec.input_kind == registry.TEXTS else params["pooling"]
     cand = registry.Candidate(model, {k: params[k] for k in registry.axes(model)}, feature_set)
@@ -115,6 +118,13 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
         for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc"):
             out[f"{split}_{k}"] = block[k]
     out["per_label_f1"] = m["validation"]["per_label_f1"]
+    pos = positive_for(P["validation"], data, ccfg)
+    if pos is not None:  # binary data: the positive class at its threshold from validation, as classify scores it
+        k, t = pos
+        for split in P:
+            b = positive_block(data.Y[split][:, k], P[split][:, k], data.label_names[k], t)
+            out |= {f"{split}_positive_f1": b["f1"], f"{split}_average_precision": b["average_precision"]}
+        out["positive_threshold"] = t
     return out
 
 
@@ -161,7 +171,10 @@ def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
                     ", ".join(f"{k}={v}" for k, v in params.items()), trial["validation_macro_f1"],
                     trial["fit_seconds"])
         out.append(trial)
-    best = max(out, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"] or -1.0))
+    if out and "validation_positive_f1" in out[0]:  # binary data: classify's selection metric
+        best = max(out, key=lambda t: (t["validation_positive_f1"], t["validation_average_precision"] or -1.0))
+    else:
+        best = max(out, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"] or -1.0))
     result = {"run": cfg.run.name, "model": s.model,
               "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "selection": "validation macro_f1, ties by validation macro_auc", "grid": grid, "n_trials": len(out),

@@ -1,8 +1,10 @@
 """Model selection on validation: fit every grid point on train, keep the best.
 
 The score of a candidate is its validation macro-F1 (after per-label threshold tuning
-when ``[classify] thresholds = "tune"``), ties broken by validation macro ROC-AUC. Test is
-never looked at here.
+when ``[classify] thresholds = "tune"``), ties broken by validation macro ROC-AUC. On binary
+data (two labels, single-label) it is the validation F1 of the positive class at its
+threshold tuned on validation (``[classify] binary_threshold``), ties broken by validation
+average precision. Test is never looked at here.
 
 The candidates, their estimators and how each is fitted come from classify.registry. A
 fusion model (hybrid_logreg) adds the log-odds of its parts' candidates (tfidf_logreg and
@@ -22,13 +24,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from probekit.core.config import ClassifySection
-from probekit.core.metrics import score
-from probekit.core.thresholds import tune_thresholds
+from probekit.core.errors import ProbekitError
+from probekit.core.metrics import positive_block, positive_index, score
+from probekit.core.thresholds import tune_binary_threshold, tune_thresholds
 from probekit.stages.classify import models, registry
 from probekit.stages.classify.registry import Candidate
 
 logger = logging.getLogger(__name__)
 SELECTION_METRIC = "validation macro_f1 (tuned thresholds when thresholds='tune'), ties by validation macro_auc"
+BINARY_SELECTION_METRIC = ("validation positive-class F1 at the positive threshold tuned on validation "
+                           "(binary_threshold), ties by validation positive-class average precision")
+
+
+def selection_metric(binary: bool) -> str:
+    """What a model was chosen by: metrics.json's ``selection.metric`` and ``comparisons.chosen_by``."""
+    return BINARY_SELECTION_METRIC if binary else SELECTION_METRIC
 
 
 @dataclass
@@ -41,12 +51,26 @@ class Data:
     Y: dict  # split -> 0/1 matrix (n, L), as the metrics take them
     label_names: list
     problem_type: str
+    positive_label: str = ""  # [data] positive_label; "" = the train minority (binary data only)
     _frames: dict = field(default_factory=dict)
     _fits: dict = field(default_factory=dict)  # candidate key -> Fitted, for the hybrid's parts
+    _positive: list = field(default_factory=list)  # [positive_index], worked out once
 
     @property
     def multi_label(self) -> bool:
         return self.problem_type == "multi_label"
+
+    @property
+    def positive(self) -> int | None:
+        """The positive column of binary data (core.metrics.positive_index), None otherwise."""
+        if not self._positive:
+            try:
+                self._positive.append(positive_index(self.label_names, self.problem_type, self.y["train"],
+                                                     self.positive_label))
+            except ValueError as e:
+                raise ProbekitError(f"[data] {e}; name one of them or set data.positive_label = \"\" "
+                                    "(the train minority).") from None
+        return self._positive[0]
 
     def inputs(self, c: Candidate, split: str):
         X = None if c.feature_set is None else self.X[c.feature_set][split]
@@ -68,6 +92,11 @@ class Selected:
     seconds: float
     validation_score: float
     P_val: np.ndarray  # float32 validation probabilities of the chosen candidate
+    positive: tuple[int, float] | None = None  # binary: (positive column, its threshold tuned on validation)
+
+    @property
+    def metric(self) -> str:
+        return selection_metric(self.positive is not None)
 
 
 def fit_candidate(c: Candidate, data: Data, cfg: ClassifySection, seed: int):
@@ -75,7 +104,8 @@ def fit_candidate(c: Candidate, data: Data, cfg: ClassifySection, seed: int):
     n_labels = len(data.label_names)
     est = registry.build(c, cfg, seed, n_features=n_features, multi_label=data.multi_label, n_labels=n_labels)
     t = time.perf_counter()
-    registry.fit(c, est, data.inputs(c, "train"), data.y["train"], cfg, seed, n_labels, data.multi_label)
+    with models.warning_filters_kept():  # a forest's threads can scramble them (see there)
+        registry.fit(c, est, data.inputs(c, "train"), data.y["train"], cfg, seed, n_labels, data.multi_label)
     return est, time.perf_counter() - t
 
 
@@ -86,6 +116,27 @@ def thresholds_for(P_val: np.ndarray, data: Data, cfg: ClassifySection) -> np.nd
     if cfg.thresholds == "fixed":
         return np.full(len(data.label_names), cfg.threshold)
     return tune_thresholds(data.Y["validation"], P_val, default=cfg.threshold)
+
+
+def positive_for(P_val: np.ndarray, data: Data, cfg: ClassifySection) -> tuple[int, float] | None:
+    """Binary data: (the positive column, its threshold from validation rows only); else None."""
+    k = data.positive
+    if k is None:
+        return None
+    return k, tune_binary_threshold(data.Y["validation"][:, k], np.asarray(P_val)[:, k], cfg.binary_threshold,
+                                    cfg.threshold, cfg.recall_target)
+
+
+def validation_key(P_val: np.ndarray, data: Data, cfg: ClassifySection, thr, positive) -> tuple[float, float]:
+    """(selection score, tie-break) of validation scores: macro-F1 and macro AUC; binary data:
+    the positive class's F1 at its tuned threshold and its average precision."""
+    Y = data.Y["validation"]
+    if positive is not None:
+        k, t = positive
+        b = positive_block(Y[:, k], np.asarray(P_val)[:, k], data.label_names[k], t)
+        return b["f1"], -1.0 if b["average_precision"] is None else b["average_precision"]
+    m = score(Y, P_val, data.problem_type, data.label_names, cfg.threshold if thr is None else thr)
+    return m["macro_f1"], -1.0 if m["macro_auc"] is None else m["macro_auc"]
 
 
 @dataclass
@@ -132,13 +183,16 @@ def select(name: str, data: Data, cfg: ClassifySection, seed: int, poolings: lis
         f = fit_scored(c, data, cfg, seed)
         # float32, as predict_scores saves them: thresholds are tuned on exactly the saved scores.
         P = f.P_val.astype(np.float32)
-        thr = thresholds_for(P, data, cfg)
+        thr, pos = thresholds_for(P, data, cfg), positive_for(P, data, cfg)
         m = score(data.Y["validation"], P, data.problem_type, data.label_names,
                   cfg.threshold if thr is None else thr)
-        key = (m["macro_f1"], -1.0 if m["macro_auc"] is None else m["macro_auc"])
-        grid.append({**c.describe(), "validation_macro_f1": m["macro_f1"], "validation_macro_auc": m["macro_auc"],
-                     "fit_seconds": round(f.fit_seconds, 3)})
+        key = validation_key(P, data, cfg, thr, pos)
+        point = {**c.describe(), "validation_macro_f1": m["macro_f1"], "validation_macro_auc": m["macro_auc"]}
+        if pos is not None:
+            point |= {"validation_positive_f1": key[0], "validation_average_precision": key[1],
+                      "positive_threshold": pos[1]}
+        grid.append({**point, "fit_seconds": round(f.fit_seconds, 3)})
         if best is None or key > best[0]:
-            best = (key, c, f, thr, P)
-    (key, c, f, thr, P) = best
-    return Selected(c, f.model, f.fit_seconds, thr, grid, time.perf_counter() - t0, key[0], P)
+            best = (key, c, f, thr, P, pos)
+    (key, c, f, thr, P, pos) = best
+    return Selected(c, f.model, f.fit_seconds, thr, grid, time.perf_counter() - t0, key[0], P, pos)

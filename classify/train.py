@@ -37,7 +37,6 @@ from joblib import parallel_config
 from probekit.core.cache_reader import read_cache
 from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError, os_error
-from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import (
     CLASSIFY_CONFIG_NAME,
     FINETUNED_MODEL,
@@ -54,12 +53,12 @@ from probekit.stages.classify.checkpoint import Progress
 from probekit.stages.classify.compare import (
     METRICS_SCHEMA_VERSION,
     compare_predictions,
+    decision_entry,
     gather_finetuned,
-    model_threshold,
-    split_block,
+    predict_entry,
 )
 from probekit.stages.classify.persist import save_model
-from probekit.stages.classify.select import SELECTION_METRIC, Data, select
+from probekit.stages.classify.select import Data, select
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,8 @@ def load_data(cfg: Config):
     if not multi and len(np.unique(y["train"])) < 2:
         raise ProbekitError(f"{cache.path}: the train split holds a single class; a classifier needs two or more.")
     data = Data(X=X, texts={s: cache.texts(s) for s in SPLITS}, y=y, Y={s: cache.Y(s) for s in SPLITS},
-                label_names=cache.label_names, problem_type=cache.problem_type)
+                label_names=cache.label_names, problem_type=cache.problem_type,
+                positive_label=getattr(cfg.data, "positive_label", ""))
     return cache, poolings, data
 
 
@@ -164,7 +164,7 @@ def _run_classify(cfg: Config) -> Path:
             if entry is not None:
                 results[name] = entry
                 P_test = np.load(scores_path(stage, name, "test"), allow_pickle=False)
-                test_preds[name] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
+                test_preds[name] = (P_test, predict_entry(P_test, data.problem_type, entry))
                 continue
             sel = select(name, data, ccfg, cfg.run.seed, poolings)
             c, est = sel.candidate, sel.model
@@ -178,40 +178,43 @@ def _run_classify(cfg: Config) -> Path:
             entry = {
                 "fit_seconds": round(sel.fit_seconds, 3),
                 "predict_seconds": round(predict_s, 3),
-                "threshold": ccfg.threshold,
-                "thresholds": None if thr is None else dict(zip(names, map(float, thr))),
+                # threshold, thresholds, positive (binary data: the positive class and its tuned threshold),
+                # and the validation and test blocks
+                **decision_entry(data, ccfg, P, thr, sel.positive),
                 "feature_set": c.feature_set,
                 "input": c.input_kind,
                 "params": c.params,
-                **{s: split_block(data.Y[s], P[s], data.problem_type, names, ccfg.threshold, thr)
-                   for s in ("validation", "test")},
-                "selection": {"metric": SELECTION_METRIC, "chosen": c.describe(),
+                "selection": {"metric": sel.metric, "chosen": c.describe(),
                               "validation_score": sel.validation_score, "n_candidates": len(sel.grid),
                               "seconds": round(sel.seconds, 3), "grid": sel.grid},
             }
-            test_preds[name] = (P["test"], predict_labels(P["test"], data.problem_type,
-                                                          ccfg.threshold if thr is None else thr))
+            test_preds[name] = (P["test"], predict_entry(P["test"], data.problem_type, entry))
             dim = data.X[c.feature_set]["train"].shape[1] if c.feature_set else None
             save_model(est, stage, name, {
                 "model": name, "feature_set": c.feature_set, "input": c.input_kind, "hidden_size": dim,
                 "model_id": cache.manifest.get("model_id"), "model_revision": cache.manifest.get("model_revision"),
                 "max_length": cache.manifest.get("max_length"), "cache_key": cache.manifest.get("cache_key"),
                 "label_names": names, "problem_type": data.problem_type, "params": c.params,
-                "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr]})
+                "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr],
+                "positive": entry["positive"]})
             results[name] = entry
             progress.record(name, entry)
-            tuned = entry["test"]["tuned"]
-            logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
-                        tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid), sel.seconds)
+            tuned, pos = entry["test"]["tuned"], entry["test"].get("positive")
+            if pos:  # binary data: the positive class at its threshold tuned on validation
+                logger.info("classify: %-20s test %s F1 %.3f, precision %.3f, recall %.3f, AP %s at p >= %.3f "
+                            "(%s; %d fits, %.1fs)", name, pos["label"], pos["f1"], pos["precision"], pos["recall"],
+                            _fmt(pos["average_precision"]), pos["threshold"], _short(c.describe()), len(sel.grid),
+                            sel.seconds)
+            else:
+                logger.info("classify: %-20s test macro-F1 %.3f, macro AUC %s (%s; %d fits, %.1fs)", name,
+                            tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid),
+                            sel.seconds)
 
-    finetuned = gather_finetuned(run_dir, data, ccfg, cache.manifest.get("dataset_fingerprint"))
+    finetuned = gather_finetuned(run_dir, data, ccfg, cache.manifest.get("dataset_fingerprint"), scores_to=stage)
     if finetuned is not None:  # `probekit finetune` left its model in <run>/finetuned/
         entry, P_test = finetuned
         results[FINETUNED_MODEL] = entry
-        test_preds[FINETUNED_MODEL] = (P_test, predict_labels(P_test, data.problem_type, model_threshold(entry)))
-        for s in ("validation", "test"):  # gather_finetuned copied them to scores/; they are published with the rest
-            write_scores(stage, FINETUNED_MODEL, s, np.load(scores_path(run_dir, FINETUNED_MODEL, s),
-                                                               allow_pickle=False))
+        test_preds[FINETUNED_MODEL] = (P_test, predict_entry(P_test, data.problem_type, entry))
         progress.add_files(FINETUNED_MODEL)
     comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed)
     metrics = {
@@ -219,6 +222,7 @@ def _run_classify(cfg: Config) -> Path:
         "run": cfg.run.name,
         "problem_type": data.problem_type,
         "labels": names,
+        "positive_label": comparisons.get("positive_label"),  # binary data's positive class, else None
         "seed": cfg.run.seed,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "features": {k: cache.manifest.get(k) for k in ("cache_key", "model_id", "model_revision", "pooling",

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("search", _search, "grid over classify settings on the cached features; each trial a W&B run"),
         ("finetune", _finetune, "fine-tune the encoder end to end into <run>/finetuned/; classify then scores it"),
         ("bench-extract", _bench_extract, "time extraction against the book's recipe and sentence-transformers"),
-        ("bench-finetune", _bench_finetune, "time fine-tuning against Hugging Face's Trainer (one epoch each, interleaved)"),
+        ("bench-finetune", _bench_finetune, "time fine-tuning against HF Trainer (one epoch each, interleaved)"),
         ("config", _config, "print the resolved configuration as a preset (users' keys; --all: advanced too)"),
     ):
         p = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)

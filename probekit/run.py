@@ -29,7 +29,7 @@ from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import FINETUNED_MODEL, METRICS_NAME, MODELS_DIRNAME, features_dir, verify_run_outputs
 from probekit.stages.classify import models
-from probekit.stages.classify.compare import model_threshold
+from probekit.stages.classify.compare import predict_entry
 from probekit.stages.classify.persist import load_model, read_sidecar
 
 logger = logging.getLogger(__name__)
@@ -143,9 +143,11 @@ class Run:
         labels = meta["label_names"]
         P = models.predict_scores(est, models.model_input(kind, X, texts), len(labels))
         thr = np.asarray(meta["thresholds"]) if meta.get("thresholds") else meta.get("threshold", 0.5)
+        pos = self.metrics["models"][name].get("positive")  # binary data: the positive class at its tuned threshold
         return {"model": name, "labels": labels, "probabilities": P,
-                "predicted": predict_labels(P, meta["problem_type"], thr),
-                "thresholds": None if np.ndim(thr) == 0 else dict(zip(labels, map(float, thr)))}
+                "predicted": predict_labels(P, meta["problem_type"], pos["threshold"] if pos else thr,
+                                            int(pos["index"]) if pos else None),
+                "thresholds": None if np.ndim(thr) == 0 else dict(zip(labels, map(float, thr))), "positive": pos}
 
     def encode(self, texts: list[str], pooling: str | None = None) -> np.ndarray:
         """Features of `texts` made exactly as the cache's (same encoder, weights, settings); float32."""
@@ -234,9 +236,9 @@ class Run:
             raise ProbekitError(f"{self.path / METRICS_NAME}: its 'finetuned' entry was scored for another "
                                 "fine-tuned model than the one in finetuned/; run 'make classify' again.")
         P = self._finetuned.predict_proba(texts)
-        thr = model_threshold(entry)
         return {"model": FINETUNED_MODEL, "labels": self.labels, "probabilities": P,
-                "predicted": predict_labels(P, self.problem_type, thr), "thresholds": entry.get("thresholds")}
+                "predicted": predict_entry(P, self.problem_type, entry), "thresholds": entry.get("thresholds"),
+                "positive": entry.get("positive")}
 
 
 def load_run(path: str | Path) -> Run:

@@ -37,18 +37,27 @@ def test_metrics_json_contract(tmp_path, problem_type, n_labels, extra):
         assert entry["fit_seconds"] >= 0
         for split in ("validation", "test"):
             single = {"confusion_matrix"} if problem_type == "single_label" else set()
-            assert set(entry[split]) - {"tuned", "ci"} == METRIC_KEYS | {extra} | single
-            assert set(entry[split]["tuned"]) == METRIC_KEYS | {extra}
+            binary = problem_type == "single_label" and n_labels == 2  # the positive class, its tuned decision
+            positive = {"positive"} if binary else set()
+            assert set(entry[split]) - {"tuned", "ci"} == METRIC_KEYS | {extra} | single | positive
+            assert set(entry[split]["tuned"]) == METRIC_KEYS | {extra} | (single if binary else set())
             assert list(entry[split]["per_label_auc"]) == m["labels"]
             P = np.load(scores_path(cfg.run_dir, name, split))
             assert P.shape == (m["n_rows"][split], n_labels) and P.dtype == np.float32
         assert (cfg.run_dir / "models" / f"{name}.skops").is_file()
-        assert set(entry["test"]["ci"]) == {"macro_f1", "micro_f1", "micro_auc", "macro_auc"}
+        binary = problem_type == "single_label" and n_labels == 2
+        assert set(entry["test"]["ci"]) == ({"macro_f1", "micro_f1", "micro_auc", "macro_auc"}
+                                            | ({"positive_f1", "positive_average_precision"} if binary else set()))
+        assert (entry["positive"] is not None) == binary and (m["positive_label"] is not None) == binary
         lo, hi = entry["test"]["ci"]["macro_f1"]
         assert lo <= entry["test"]["tuned"]["macro_f1"] <= hi
         assert entry["selection"]["chosen"]["feature_set"] == "cls"
         if problem_type == "multi_label":
             assert list(entry["thresholds"]) == m["labels"]
+        elif binary:  # tuned: the positive class at its threshold from validation; the outer block: argmax
+            assert entry["thresholds"] is None
+            assert entry["test"]["positive"]["threshold"] == entry["validation"]["positive"]["threshold"] \
+                == entry["positive"]["threshold"]
         else:
             assert entry["thresholds"] is None and entry["test"]["tuned"] == {
                 k: v for k, v in entry["test"].items() if k not in ("tuned", "ci", "confusion_matrix")}

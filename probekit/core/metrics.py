@@ -13,23 +13,82 @@ is ``None`` and the macro average is taken over the labels where it is defined.
 The numbers equal scikit-learn's ``roc_auc_score``, ``f1_score(zero_division=0)`` and
 ``accuracy_score`` (tests/test_metrics.py compares them), computed for every label at once
 from ranks and counts: model selection scores hundreds of candidates on validation.
+
+Binary data (single-label, two labels) has a positive class (:func:`positive_index`: the
+named one, else the train minority); its decision is ``P[:, positive] >= threshold`` with
+the threshold tuned on validation (core.thresholds), and :func:`positive_block` reports it
+as practitioners read it: positive-class precision, recall, F1, ROC-AUC and average
+precision, each from scikit-learn's own function.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 
-def predict_labels(P: np.ndarray, problem_type: str, threshold: float | np.ndarray = 0.5) -> np.ndarray:
+def predict_labels(P: np.ndarray, problem_type: str, threshold: float | np.ndarray = 0.5,
+                   positive: int | None = None) -> np.ndarray:
     """0/1 matrix of predicted labels from probabilities.
 
-    `threshold` is one number or one per label (tuned thresholds); single-label ignores it.
+    `threshold` is one number or one per label (tuned thresholds). Single-label takes the
+    argmax, unless `positive` names the positive column of binary data: then that column is
+    predicted where its probability is >= `threshold` (one number), the other one elsewhere.
     """
     P = np.asarray(P)
     if problem_type == "single_label":
+        if positive is not None and P.shape[1] == 2:
+            hit = P[:, positive] >= float(np.asarray(threshold, dtype=np.float64))
+            return np.eye(2, dtype=np.int64)[np.where(hit, positive, 1 - positive)]
         return np.eye(P.shape[1], dtype=np.int64)[P.argmax(axis=1)]
     return (P >= np.asarray(threshold, dtype=np.float64)).astype(np.int64)
+
+
+def is_binary(label_names: list[str], problem_type: str) -> bool:
+    """Binary data: single-label with exactly two labels (reported for its positive class)."""
+    return problem_type == "single_label" and len(label_names) == 2
+
+
+def positive_index(label_names: list[str], problem_type: str, y_train: np.ndarray,
+                   positive_label: str = "") -> int | None:
+    """The positive class of binary data: `positive_label` when named, else the train minority
+    (on a tie, the second label: "True" over "False", 1 over 0); None for other data.
+
+    Raises:
+        ValueError: `positive_label` is not one of `label_names`.
+    """
+    if not is_binary(label_names, problem_type):
+        return None
+    if positive_label:
+        if positive_label not in label_names:
+            raise ValueError(f"positive_label={positive_label!r} is not among the labels {list(label_names)}")
+        return list(label_names).index(positive_label)
+    y = np.asarray(y_train)
+    counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y.astype(np.int64), minlength=2)
+    return 1 if counts[1] <= counts[0] else 0
+
+
+def positive_block(y: np.ndarray, p: np.ndarray, label: str, threshold: float) -> dict:
+    """The positive class of binary data on one split, by scikit-learn's own functions.
+
+    Args:
+        y: 0/1 (n_rows,): the row is of the positive class.
+        p: (n_rows,) the positive class's probability; predicted where ``p >= threshold``.
+
+    Returns:
+        {label, precision, recall, f1 (zero_division=0), roc_auc and average_precision (None
+        when the split holds one class / no positive), threshold, support}.
+    """
+    y = np.asarray(y).astype(np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    pred = (p >= threshold).astype(np.int64)
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=[1], average=None, zero_division=0)
+    both = 0 < y.sum() < len(y)
+    return {"label": label, "precision": float(prec[0]), "recall": float(rec[0]), "f1": float(f1[0]),
+            "roc_auc": float(roc_auc_score(y, p)) if both else None,
+            "average_precision": float(average_precision_score(y, p)) if y.sum() > 0 else None,
+            "threshold": float(threshold), "support": int(y.sum())}
 
 
 def per_label_auc(Y: np.ndarray, P: np.ndarray) -> list[float | None]:

@@ -28,16 +28,23 @@ class ClassifySection:
     Each model's grid and settings live in its own table, ``[classify.<model>]`` (keys and
     defaults: classify/registry.py); a tuple-valued key is a grid: every combination is
     fitted on train and the one with the best validation macro-F1 (ties: macro AUC) is kept;
-    test is scored once. One value (--set classify.logreg.C=0.5) is a 1-point grid.
+    binary data (two labels, single-label) keeps the best validation positive-class F1 (ties:
+    average precision) instead. Test is scored once. One value (--set classify.logreg.C=0.5)
+    is a 1-point grid.
     """
 
     SUBTABLES: ClassVar[str] = "model_tables"  # where the loader puts the [classify.<model>] tables
-    ADVANCED: ClassVar[tuple] = ("threshold", "ci_level", "joblib_backend")  # probekit config lists them last
+    # probekit config lists them last
+    ADVANCED: ClassVar[tuple] = ("threshold", "recall_target", "ci_level", "joblib_backend")
 
     models: tuple = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "random_forest")
     features: tuple = ()  # poolings in the cache to try ("cls", "mean", ...); () = every one it holds
     thresholds: str = "tune"  # tune: per-label F1-best thresholds on validation; fixed: `threshold`
     threshold: float = 0.5  # the fixed multi-label decision threshold (always reported too)
+    # binary data ([data] positive_label, default the train minority): the positive class's threshold,
+    # from validation: f1 = the F1-best; fixed = `threshold`; recall = the highest reaching recall_target
+    binary_threshold: str = "f1"
+    recall_target: float = 0.9
     n_bootstrap: int = 1000  # test resamples for intervals and paired comparisons; 0 = none
     ci_level: float = 0.95
     n_jobs: int = -1  # joblib workers; -1 = every core
@@ -55,6 +62,10 @@ class ClassifySection:
             _choice("classify", "models", name, tuple(registry.MODELS))
         object.__setattr__(self, "model_tables", registry.resolve_tables(self.model_tables))
         _choice("classify", "thresholds", self.thresholds, ("tune", "fixed"))
+        _choice("classify", "binary_threshold", self.binary_threshold, ("f1", "fixed", "recall"))
+        if not 0.0 < self.recall_target <= 1.0:
+            raise ConfigError(f"[classify] recall_target={self.recall_target} must be in (0, 1] "
+                              "(used by binary_threshold = \"recall\").")
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"[classify] threshold={self.threshold} must be in (0, 1).")
         if self.n_jobs == 0:

@@ -52,3 +52,34 @@ def tune_thresholds_f1(Y: np.ndarray, P: np.ndarray, default: float = 0.5) -> tu
 
 def apply_thresholds(P: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (np.asarray(P) >= np.asarray(thresholds)[None, :]).astype(np.int64)
+
+
+BINARY_RULES = ("f1", "fixed", "recall")  # [classify] binary_threshold
+
+
+def tune_binary_threshold(y: np.ndarray, p: np.ndarray, rule: str = "f1", fixed: float = 0.5,
+                          recall_target: float = 0.9) -> float:
+    """The positive-class threshold of binary data, from validation rows only.
+
+    Args:
+        y: validation 0/1 (n_rows,): the row is of the positive class.
+        p: the positive class's validation probabilities (n_rows,).
+        rule: "f1": the F1-best threshold (the lowest among equals, as :func:`tune_thresholds`);
+            "fixed": `fixed`; "recall": the highest threshold whose recall is >= `recall_target`
+            (the most precise such decision).
+
+    Returns:
+        Predict the positive class where ``p >= threshold``; `fixed` where validation has no positive.
+    """
+    y, p = np.asarray(y).astype(np.int64), np.asarray(p, dtype=np.float64)
+    if rule == "fixed" or y.sum() == 0:
+        return float(fixed)
+    if rule == "f1":
+        return float(tune_thresholds(y[:, None], p[:, None], default=fixed)[0])
+    if rule != "recall":
+        raise ValueError(f"binary threshold rule {rule!r}: choose one of {', '.join(BINARY_RULES)}")
+    order = np.argsort(-p, kind="stable")
+    s, tp = p[order], np.cumsum(y[order])
+    last = np.r_[s[:-1] != s[1:], True]  # a threshold s[i] keeps every row scoring >= s[i]
+    ok = last & (tp >= recall_target * y.sum() - 1e-9)
+    return float(s[np.argmax(ok)])  # the first (highest) threshold reaching the target
