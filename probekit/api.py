@@ -21,6 +21,7 @@ from pathlib import Path
 
 from probekit.core import config as _config
 from probekit.core.config import Config
+from probekit.core.errors import os_error
 from probekit.core.runfolder import METRICS_NAME, features_dir, finetuned_dir
 from probekit.core.runlock import run_lock
 from probekit.core.sections_common import PROJECT_ROOT
@@ -63,8 +64,14 @@ def _stage(command: str, cfg: Config) -> None:
 
     handler = {"extract": cli._extract, "classify": cli._classify, "report": cli._report,
                "finetune": cli._finetune}[command]
-    with run_lock(cfg.run_dir, command):
-        handler(cfg)
+    try:
+        with run_lock(cfg.run_dir, command):
+            handler(cfg)
+    except OSError as e:  # a full disk, a read-only or forbidden folder: the CLI's one line, as a ProbekitError
+        err = os_error(e, cfg.run_dir)
+        if err is None:
+            raise
+        raise err from None
 
 
 def extract(config: Config | str | Path | None = None):

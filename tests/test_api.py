@@ -144,3 +144,18 @@ def test_the_readme_api_example_runs_as_written(tmp_path):
     metrics = json.loads((tmp_path / "artifacts" / "demo" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"dummy", "logreg"} and metrics["models"]["logreg"]["params"]["C"] == 0.3
     assert (tmp_path / "artifacts" / "demo" / "report" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("errno_, words", [(28, "no space left"), (30, "read-only")])
+def test_a_stage_function_turns_a_full_disk_or_read_only_folder_into_one_probekit_error(tmp_path, monkeypatch,
+                                                                                        errno_, words):
+    from probekit import cli
+
+    def fail(cfg):
+        raise OSError(errno_, os.strerror(errno_), str(cfg.run_dir / "metrics.json"))
+
+    monkeypatch.setattr(cli, "_classify", fail)
+    cfg = probekit.load_config(None, [f"run.artifacts={str(tmp_path)!r}"])
+    with pytest.raises(probekit.ProbekitError) as info:
+        probekit.classify(cfg)
+    assert words in str(info.value) and "metrics.json" in str(info.value) and "\n" not in str(info.value)
