@@ -43,7 +43,10 @@ def _features(name: str, entry: dict) -> str:
         return "-"  # a dummy reads no features
     kind, pooling = entry.get("input"), entry.get("feature_set")
     if kind == "texts":
-        return "fine-tuned" if entry.get("history") is not None else "words"
+        if entry.get("history") is None:
+            return "words"
+        k = entry.get("train_layers")  # 0: every layer; None: a fine-tuned folder from before train_layers
+        return f"fine-tuned, top {k} layers" if k else "fine-tuned"
     if kind == "both":
         return f"words + {pooling}"
     return pooling or "-"

@@ -49,3 +49,13 @@ def test_the_command_prints_it_and_a_missing_run_is_one_line(tmp_path, capsys):
     assert main(["table", "--run", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "make classify" in err
+
+
+def test_a_fine_tuned_row_names_how_many_layers_were_trained():
+    def finetuned(k):
+        return {**_entry(0.404, input_="texts", feature_set=None), "history": [{"epoch": 1}], "train_layers": k}
+
+    metrics = {**METRICS, "models": {"finetuned": finetuned(2), "finetuned_all": finetuned(0)}}
+    rows = results_table(metrics).splitlines()[2:]
+    assert rows[0].startswith("| finetuned | fine-tuned, top 2 layers | 0.404 |")
+    assert rows[1].startswith("| finetuned_all | fine-tuned | 0.404 |")
