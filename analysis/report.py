@@ -6,8 +6,9 @@ Reads ``<run>/features/`` (the feature cache), ``<run>/metrics.json`` and
 ``<run>/scores/<model>.<split>.npy`` from ``classify`` (and ``<run>/search/search.json``
 when ``probekit search`` ran), and writes ``<run>/report/``:
 
-    index.html     the page: models, per-label scores, confusions, interactive UMAP, errors,
-                   search, configuration; scripts, data and images inline, opens from disk
+    index.html     the page: models, per-label scores, what fine-tuning adds, confusions,
+                   interactive UMAP, errors, search, configuration; scripts, data and images
+                   inline, opens from disk
     *.png          the figures (also logged to W&B)
     report.json    what was made; config.json: the resolved config
     umap.<split>.npz, oof.train.npz   the map and the out-of-fold probe, reused by reruns
@@ -31,7 +32,7 @@ from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
 from probekit.core.runfolder import METRICS_NAME, features_dir, write_json_atomic
-from probekit.stages.analysis import curves, errors, interactive, plots, results, sections
+from probekit.stages.analysis import curves, errors, finetune_section, interactive, plots, results, sections
 from probekit.stages.analysis.results import load_metrics, load_scores  # noqa: F401  (re-exported: the report's readers)
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,9 @@ def build_report(cfg: Config) -> Path:
         images["curves"] = curves.plot_roc_pr(Y[:, k], {m: scores[m][:, k] for m in compared},
                                               {m: thr[m] for m in compared if pos[m] is not None}, positive,
                                               out / "curves.png")
+    ft = finetune_section.compute(metrics, Y, scores, ptype, cache.manifest, out)  # None: no fine-tuned model
+    if ft and ft.get("curves"):
+        images["finetune_curves"] = ft["curves"]
     search_path = run_dir / SEARCH_JSON
     search = load_json(search_path) if search_path.is_file() else None
 
@@ -205,7 +209,7 @@ def build_report(cfg: Config) -> Path:
         labels=labels, multi=multi, model_rows=results.model_rows(metrics, best), per_label=per_label,
         threshold=thr[best], confusion=conf, umap=umap, high_loss=high_loss, label_errors=label_errs, search=search,
         verdict=results.verdict(metrics), text_chars=n_chars, positive=positive,
-        rule=results.decision_rule(metrics, best), curves=images.get("curves"))
+        rule=results.decision_rule(metrics, best), curves=images.get("curves"), finetune=ft)
     html_path = out / HTML_NAME
     html_path.write_text(sections.render(data, interactive.SCRIPT, interactive.script_json(umap["payload"])),
                          encoding="utf-8")
@@ -218,6 +222,7 @@ def build_report(cfg: Config) -> Path:
         "label_counts": conf["counts_rows"], "top_confusions": conf["top"],
         "label_errors": None if label_errs is None else {k: label_errs[k] for k in ("n_flagged", "n_rows", "probe")},
         "search": str(SEARCH_JSON) if search else None, "wandb_run_dir": None, "positive_label": positive,
+        "finetune": finetune_section.to_json(ft),
     }
     write_json_atomic(out / REPORT_JSON_NAME, report)
     if cfg.report.wandb:
@@ -225,7 +230,8 @@ def build_report(cfg: Config) -> Path:
 
         evidence = TestEvidence(best, labels, ptype, Y, scores[best], preds[best], high_loss[best],
                                 None if label_errs is None else label_errs["rows"], pos[best])
-        report["wandb_run_dir"] = log_report(cfg, metrics, images, per_label, html_path, evidence, cache.manifest)
+        report["wandb_run_dir"] = log_report(cfg, metrics, images, per_label, html_path, evidence, cache.manifest,
+                                             finetune=ft)
         write_json_atomic(out / REPORT_JSON_NAME, report)
     logger.info("report: %d models, best %s, UMAP on %d %s rows, %.0f kB -> %s (%.1f s)", len(metrics["models"]),
                 best, umap["n_points"], umap["split"], html_path.stat().st_size / 1024, html_path,

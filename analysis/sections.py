@@ -4,14 +4,16 @@ Summary and the header (analysis.summary), Models (every model of metrics.json, 
 columns by problem type: binary data leads with the positive class, single-label data is
 scored at the argmax, multi-label at thresholds tuned on validation), Labels (per-label
 ROC-AUC and F1 of the compared models, by support; binary data: ROC and precision-recall
-curves instead), Confusions, Map (interactive UMAP and density panels), Errors (highest-loss
-test texts per model, likely label errors in train), Search, Run.
+curves instead), What fine-tuning adds (analysis.finetune_section, only when metrics.json
+holds a fine-tuned model), Confusions, Map (interactive UMAP and density panels), Errors
+(highest-loss test texts per model, likely label errors in train), Search, Run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from probekit.stages.analysis import finetune_section
 from probekit.stages.analysis.html import (
     cell,
     details,
@@ -235,5 +237,7 @@ def run_info(d: ReportData) -> str:
 
 def render(d: ReportData, script: str, data_json: str) -> str:
     """The whole page (html.page) of `d`."""
-    body = "".join(f(d) for f in (summary, models, labels, confusions, umap_map, errors, search, run_info))
-    return page(f"probekit report: {d.run}", header(d), NAV, body, script, data_json)
+    parts = (summary, models, labels, lambda d: finetune_section.section(d.finetune), confusions, umap_map, errors,
+             search, run_info)
+    nav = NAV if not d.finetune else [*NAV[:3], ("finetune", "Fine-tuning"), *NAV[3:]]
+    return page(f"probekit report: {d.run}", header(d), nav, "".join(f(d) for f in parts), script, data_json)

@@ -45,6 +45,7 @@ class ReportData:
     positive: str | None = None  # binary data: the positive class
     rule: str = "argmax"  # the best model's decision rule, in words (analysis.results.decision_rule)
     curves: object = None  # binary data: the ROC and precision-recall figure (Path)
+    finetune: dict | None = None  # analysis.finetune_section.compute: None without a fine-tuned model
 
 
 def _card(key: str, value_html: str, sub_html: str = "") -> str:

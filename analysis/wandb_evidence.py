@@ -140,9 +140,11 @@ def _positive_summary(run, metrics: dict, best: str | None) -> None:
 
 
 def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_rows: list[dict], report_html: Path,
-               evidence: TestEvidence | None = None, manifest: dict | None = None) -> str | None:
+               evidence: TestEvidence | None = None, manifest: dict | None = None,
+               finetune: dict | None = None) -> str | None:
     """The report stage's run: every metric, per-label AUC and F1 tables, the confusion data,
-    ROC curves per label, the figures (UMAP included) and the HTML page as an artifact.
+    ROC curves per label, the figures (UMAP included) and the HTML page as an artifact; with
+    `finetune` (analysis.finetune_section.compute) its per-label table, costs and curves.
 
     Returns:
         The W&B run folder (offline: what ``wandb sync`` takes), or None when disabled.
@@ -154,6 +156,10 @@ def log_report(cfg: Config, metrics: dict, images: dict[str, Path], per_label_ro
         payload: dict = {**flatten_metrics(metrics), **_metric_tables(wandb, metrics, per_label_rows)}
         if evidence is not None:
             payload.update(_evidence_charts(wandb, evidence))
+        if finetune:
+            from probekit.stages.analysis.finetune_section import wandb_tables
+
+            payload.update(wandb_tables(wandb, finetune))
         for key, path in images.items():
             payload[f"images/{key}"] = wandb.Image(str(path), caption=key)
         run.log(payload)
