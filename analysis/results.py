@@ -232,14 +232,18 @@ def verdict(metrics: dict) -> str:
         else:
             out.append(f"The frozen encoder beats words here: {best} reaches test {what} {a:.3f}, "
                        f"TF-IDF + logistic regression {b:.3f}.")
-    tuned_model = models.get("finetuned")
-    others = {n: m for n, m in models.items() if n != "finetuned" and not is_baseline(n)}
-    if tuned_model and others:
+    tuned = {n: m for n, m in models.items() if isinstance(m.get("history"), list)}  # fine-tuned: a history
+    others = {n: m for n, m in models.items() if n not in tuned and not is_baseline(n)}
+    for name, tuned_model in tuned.items():
+        if not others:
+            break
         best = max(others, key=lambda n: f1(others[n]))
         a, b = f1(tuned_model), f1(others[best])
         epochs = len(tuned_model.get("history") or ()) or "?"
-        start = (f"Fine-tuning ({epochs} epochs on {tuned_model.get('train_rows', '?')} train rows) reaches test "
-                 f"{what} {a:.3f}, ")
+        k = tuned_model.get("train_layers")
+        layers = f"the top {k} layers, " if k else ("every layer, " if k == 0 else "")
+        start = (f"Fine-tuning{f' ({name})' if len(tuned) > 1 else ''} ({layers}{epochs} epochs on "
+                 f"{tuned_model.get('train_rows', '?')} train rows) reaches test {what} {a:.3f}, ")
         if round(a, 3) == round(b, 3):
             out.append(start + f"a tie with the best model without fine-tuning ({best}, {b:.3f}).")
         else:

@@ -46,7 +46,7 @@ def _features(name: str, entry: dict) -> str:
         if entry.get("history") is None:
             return "words"
         k = entry.get("train_layers")  # 0: every layer; None: a fine-tuned folder from before train_layers
-        return f"fine-tuned, top {k} layers" if k else "fine-tuned"
+        return f"fine-tuned, top {k} layers" if k else ("fine-tuned, all layers" if k == 0 else "fine-tuned")
     if kind == "both":
         return f"words + {pooling}"
     return pooling or "-"

@@ -11,7 +11,7 @@ the run name) and tags, so the W&B UI can group and compare runs by encoder and 
 Texts in W&B tables are HTML-escaped like everywhere else.
 
     log_extract(cfg, features_dir(run_dir))          # after `probekit extract`
-    log_finetune(cfg, run_dir / FINETUNED_DIRNAME)   # after `probekit finetune`
+    log_finetune(cfg, finetuned_dir(run_dir, name))   # after `probekit finetune`
 
 The classify and report runs, with their tables and test evidence, are in
 ``analysis.wandb_evidence``; both use the runs started here.
@@ -85,7 +85,7 @@ def log_finetune(cfg: Config, finetuned: str | Path) -> str | None:
     validation loss, macro/micro F1 and AUC per epoch, against the epoch) from
     ``finetuned/result.json``, and the kept model's validation and test metrics when
     classify has already scored this very model (its metrics.json entry has the same run key)."""
-    from probekit.core.runfolder import FINETUNED_MODEL, FINETUNED_RESULT, METRICS_NAME
+    from probekit.core.runfolder import FINETUNED_RESULT, METRICS_NAME
 
     if resolve_mode(cfg) == "disabled":
         return None
@@ -93,7 +93,7 @@ def log_finetune(cfg: Config, finetuned: str | Path) -> str | None:
     metrics_path = cfg.run_dir / METRICS_NAME
     scored = {}
     if metrics_path.is_file():
-        scored = json.loads(metrics_path.read_text(encoding="utf-8"))["models"].get(FINETUNED_MODEL) or {}
+        scored = json.loads(metrics_path.read_text(encoding="utf-8"))["models"].get(Path(finetuned).name) or {}
         scored = scored if scored.get("run_key") == result.get("run_key") else {}
     with wandb_run(cfg, "finetune", extra_config={"finetuned": result["config"]}) as run:
         if run is None:

@@ -24,18 +24,16 @@ from probekit.core.config import ClassifySection
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import positive_block, predict_labels, score
 from probekit.core.runfolder import (
-    FINETUNED_DIRNAME,
     FINETUNED_MODEL,
     FINETUNED_RESULT,
     FINETUNED_SCORED_SPLITS,
-    finetuned_dir,
-    finetuned_scores_path,
+    finetuned_scores_name,
     scores_path,
     write_scores,
 )
-from probekit.stages.classify import bootstrap
-from probekit.stages.classify.registry import BASELINES
-from probekit.stages.classify.select import Data, positive_for, selection_metric, thresholds_for
+from probekit.stages.classify import bootstrap, crossfit
+from probekit.stages.classify.registry import BASELINES, SIMPLICITY_ORDER
+from probekit.stages.classify.select import Data, cross_fitted_score, positive_for, selection_metric, thresholds_for
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +117,37 @@ def _tie_break(entry: dict) -> float:
     return (pos.get("average_precision") if pos else v.get("macro_auc")) or 0.0
 
 
-def best_model(models: dict) -> str:
+def best_model(models: dict, tie_rule: str = "best") -> str:
     """The best model on validation: selection score, ties by validation macro AUC (binary data:
-    positive-class average precision); baselines only if alone."""
+    positive-class average precision); baselines only if alone. With `tie_rule` "one_se" (or
+    "one_se_paired"), the simplest (classify.registry.SIMPLICITY_ORDER) of the models within one standard error
+    (its ``selection.validation_score_se``) of the best."""
+    return tied_models(models, tie_rule)[1]
+
+
+def tied_models(models: dict, tie_rule: str = "best", boots: dict | None = None) -> tuple[list[str], str, dict]:
+    """(the models tied with the best on validation, the winner, model -> the SE its gap was held to).
+
+    See :func:`best_model`.
+
+    Args:
+        boots: "one_se_paired": model -> its selection score under the same validation resamples
+            (select.selection_boots); a model without one is compared by the best's SE.
+    """
     contenders = {n: r for n, r in models.items() if n not in BASELINES} or models
-    return max(contenders, key=lambda n: (contenders[n]["selection"]["validation_score"],
-                                          _tie_break(contenders[n])))
+    score = {n: contenders[n]["selection"]["validation_score"] for n in contenders}
+    best = max(contenders, key=lambda n: (score[n], _tie_break(contenders[n])))
+    if tie_rule == "best":
+        return [best], best, {}
+    se = {n: contenders[best]["selection"].get("validation_score_se") or 0.0 for n in contenders}
+    if tie_rule == "one_se_paired" and boots and best in boots:
+        se |= {n: float(np.std(boots[best] - boots[n], ddof=1)) for n in contenders if n in boots}
+    tied = [n for n in contenders if score[n] >= score[best] - se[n] - 1e-12]
+    return tied, min(tied, key=lambda n: (crossfit.model_rank(n), -score[n], -_tie_break(contenders[n]))), se
 
 
 def compare_predictions(models: dict, test_preds: dict, Y_test: np.ndarray, cfg: ClassifySection,
-                        seed: int) -> dict:
+                        seed: int, selection_boots: dict | None = None) -> dict:
     """Bootstrap intervals for every model (written into its ``test.ci``) and P(best beats other).
 
     Binary data (entries with ``positive``): the predictions are the entry's positive-class
@@ -138,11 +157,18 @@ def compare_predictions(models: dict, test_preds: dict, Y_test: np.ndarray, cfg:
     Args:
         test_preds: model -> (test probabilities, test 0/1 predictions). One set of resamples
             of the test rows is shared by every model, so the comparison is paired.
+        selection_boots: model -> validation bootstrap scores, for the "one_se_paired" tie (tied_models).
     """
-    best = best_model(models)
+    tied, best, se = tied_models(models, cfg.tie_rule, selection_boots)
     positive = model_positive(models[best])
     out = {"best": best, "chosen_by": selection_metric(positive is not None), "n_bootstrap": cfg.n_bootstrap,
-           "ci_level": cfg.ci_level, "p_better": {}}
+           "ci_level": cfg.ci_level, "p_better": {},
+           # the tie across models: within one SE of the best model's score, the simplest wins
+           "tie": {"rule": cfg.tie_rule, "order": list(SIMPLICITY_ORDER),
+                   "tied": [{"model": n, "params": models[n].get("params"),
+                             "validation_score": models[n]["selection"]["validation_score"],
+                             "validation_score_se": models[n]["selection"].get("validation_score_se"),
+                             "tie_se": se.get(n)} for n in tied], "winner": best}}
     if positive is not None:
         out["positive_label"] = models[best]["positive"]["label"]
     if cfg.n_bootstrap == 0:
@@ -189,21 +215,23 @@ def _finetuned_mismatch(result: dict, data: Data, fingerprints: dict | None) -> 
     return None
 
 
-def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
-                     fingerprints: dict | None, scores_to: str | Path | None = None) -> tuple[dict, np.ndarray] | None:
-    """The fine-tuned model's metrics.json entry and test probabilities, scored like classify's models.
+def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection, fingerprints: dict | None,
+                     scores_to: str | Path | None = None, model: str = FINETUNED_MODEL,
+                     seed: int = 0) -> tuple[dict, np.ndarray] | None:
+    """A fine-tuned model's metrics.json entry and test probabilities, scored like classify's models.
 
-    Reads ``<run>/finetuned/`` (result.json and its validation/test probabilities). It is
+    Reads ``<run>/<model>/`` (``finetuned/`` or ``finetuned-<name>/``: result.json and its
+    validation/test probabilities). It is
     used only when it was made on the same rows as the feature cache (dataset fingerprints,
     labels, rows per split); otherwise it is left out with a warning. Thresholds are tuned
     on its validation probabilities as for every model; the probabilities are copied to
-    ``<scores_to>/scores/finetuned.<split>.npy`` beside the others' (``scores_to``: classify's
+    ``<scores_to>/scores/<model>.<split>.npy`` beside the others' (``scores_to``: classify's
     staging folder, published with the rest; default the run folder).
 
     Returns:
         (entry, test probabilities), or None when there is no usable fine-tuned model.
     """
-    folder = finetuned_dir(run_dir)
+    folder = Path(run_dir) / model
     path = folder / FINETUNED_RESULT
     if not path.is_file():
         return None
@@ -215,7 +243,7 @@ def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
     for split in FINETUNED_SCORED_SPLITS:
         if why is not None:
             break
-        p = finetuned_scores_path(run_dir, split)
+        p = folder / finetuned_scores_name(split)
         P[split] = np.load(p, allow_pickle=False) if p.is_file() else None
         if P[split] is None or P[split].shape != data.Y[split].shape:
             why = f"{p} is missing or stale"
@@ -226,7 +254,7 @@ def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
     decision = decision_entry(data, cfg, P, thr, pos)
     blocks = {s: decision[s] for s in FINETUNED_SCORED_SPLITS}
     for s, p in P.items():
-        write_scores(scores_to or run_dir, FINETUNED_MODEL, s, p)
+        write_scores(scores_to or run_dir, model, s, p)
     history = result["history"]
     metric = result.get("config", {}).get("metric", "macro_f1")
     entry = {
@@ -241,8 +269,8 @@ def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
         "selection": {"metric": f"validation {metric} per epoch (early stopping); scored like classify: "
                                 f"{selection_metric(pos is not None)}",
                       "chosen": result["chosen"],
-                      "validation_score": blocks["validation"]["positive"]["f1"] if pos is not None
-                      else blocks["validation"]["tuned"]["macro_f1"],
+                      # cross-fitted like every classify model's, so the comparison is fair
+                      **cross_fitted_score(P["validation"], data, cfg, seed),
                       "n_candidates": len(history), "seconds": result["fit_seconds"],
                       "grid": [{"epoch": h["epoch"], "validation_score": h["validation_metric"]} for h in history]},
         "history": history,
@@ -250,7 +278,7 @@ def gather_finetuned(run_dir: str | Path, data: Data, cfg: ClassifySection,
         "seconds_per_1000_train_examples": result["seconds_per_1000_train_examples"],
         # what it cost (result.json of older fine-tuned folders lacks them: None)
         **{k: result.get(k) for k in ("examples_per_s", "wall_minutes", "device", "dtype", "train_layers")},
-        "checkpoint": FINETUNED_DIRNAME,
+        "checkpoint": model,  # its folder in the run
         "run_key": result["run_key"],
         "dataset_fingerprint": result["dataset_fingerprint"],
     }

@@ -34,9 +34,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from probekit.core.errors import ProbekitError
 from probekit.core.runfolder import BOTH, FEATURES, TEXTS  # noqa: F401  (re-exported)
 from probekit.stages.classify.stream import fit_streaming as _fit_blocks
 
@@ -68,8 +69,17 @@ def build_chain(params: dict, settings: dict, seed: int, env):
 
 
 def build_tfidf(params: dict, settings: dict, seed: int, env):
-    tfidf = TfidfVectorizer(ngram_range=(1, settings["ngram_max"]), min_df=settings["min_df"],
-                            max_features=settings["max_features"], sublinear_tf=True, dtype=np.float32)
+    analyzer = params.get("analyzer", "word")
+    lo, hi = settings.get("char_ngram_min", 2), settings.get("char_ngram_max", 5)
+    if "char" in analyzer and lo > hi:
+        raise ProbekitError(f"[classify.tfidf_logreg] char_ngram_min={lo} > char_ngram_max={hi}: "
+                            "set char_ngram_min <= char_ngram_max.")
+    common = dict(min_df=settings["min_df"], max_features=settings["max_features"], sublinear_tf=True,
+                  dtype=np.float32)
+    vectors = {"word": TfidfVectorizer(ngram_range=(1, settings["ngram_max"]), **common),
+               "char_wb": TfidfVectorizer(analyzer="char_wb", ngram_range=(lo, hi), **common)}
+    # word+char_wb: both vocabularies side by side (each up to max_features terms)
+    tfidf = vectors.get(analyzer) or FeatureUnion(list(vectors.items()))
     return Pipeline([("tfidf", tfidf), ("ovr", OneVsRestClassifier(_lr(params, settings, seed), n_jobs=env.n_jobs))])
 
 
@@ -171,6 +181,15 @@ def model_input(kind: str, X: np.ndarray | None, texts: list[str] | None):
     frame = pd.DataFrame(np.asarray(X), columns=[f"f{i}" for i in range(X.shape[1])])
     frame.insert(0, TEXT_COLUMN, list(texts))
     return frame
+
+
+def stack_inputs(kind: str, first, second):
+    """Two splits' :func:`model_input` one after the other (a refit on train + validation)."""
+    if kind == FEATURES:
+        return np.concatenate([np.asarray(first), np.asarray(second)])
+    if kind == TEXTS:
+        return list(first) + list(second)
+    return pd.concat([first, second], ignore_index=True)
 
 
 # scikit-learn's warning for a task run outside its Parallel; raised in error when the filters were scrambled

@@ -41,6 +41,7 @@ def plain_vocabularies(model, _depth: int = 0) -> None:
         model.vocabulary_ = {term: int(i) for term, i in vocab.items()}
     parts = [step for _, step in getattr(model, "steps", [])]
     parts += [getattr(model, a) for a in ("text_model_", "feature_model_") if hasattr(model, a)]
+    parts += [t for _, t in getattr(model, "transformer_list", [])]  # a word + char_wb FeatureUnion
     for part in parts:
         plain_vocabularies(part, _depth + 1)
 

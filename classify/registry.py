@@ -12,9 +12,8 @@ are the keys of its ``[classify.<model>]`` table, with the defaults declared her
 The config is checked against this registry when it loads (probekit.core.sections_classify),
 classify enumerates candidates with :func:`candidates` and fits them with :func:`build` and
 :func:`fit`, and ``probekit search`` runs the same candidates, one trial each. Adding a model
-is one entry here (its build function in classify.models, and a test). This module imports
-nothing heavy: the build functions (scikit-learn) are imported on the first build, so a config
-validates on a box without scikit-learn.
+is one entry here (its build function in classify.models, and a test). Imports nothing heavy:
+the build functions (scikit-learn) load on the first build; a config validates without it.
 """
 
 from __future__ import annotations
@@ -95,6 +94,9 @@ class ModelSpec:
     fusion_weight: str = ""
     baseline: bool = False  # the floor every model must beat; never the best unless alone
     multi_label_only: bool = False  # skipped (with a warning) on single-label data
+    # the 1-SE tie order of grid points, (key, rule) first key first: "smaller"/"larger" value simpler,
+    # "listed" (the axis's choices, first simplest), "shallower" (0 = unlimited, least simple)
+    simpler: tuple = ()
     doc: str = ""
 
 
@@ -128,11 +130,14 @@ def _models(fn: str, *extra) -> Callable:
 LOGREG_C = (0.03, 0.1, 0.3, 1.0)  # inverse L2 strength, on standardised features
 _WEIGHT = Axis(("none", "balanced"), "choice", choices=("none", "balanced"))
 _LR_GRID = {"C": Axis(LOGREG_C), "class_weight": _WEIGHT}
+_LR_SIMPLER = (("C", "smaller"), ("class_weight", "listed"))  # stronger L2 first, unweighted before balanced
 _MAX_ITER = {"max_iter": Setting(1000, low=1)}
 _FOREST = dict(
     grid={"n_estimators": Axis((200,), "int", 1), "max_depth": Axis((0,), "int", 0),  # 0 = grow until pure
           "min_samples_leaf": Axis((1,), "int", 1),
           "class_weight": Axis(("none",), "choice", choices=("none", "balanced", "balanced_subsample"))},
+    # bigger leaves and shallower trees are simpler; the number of trees only lowers variance
+    simpler=(("min_samples_leaf", "larger"), ("max_depth", "shallower"), ("class_weight", "listed")),
     settings={"max_features": Setting("sqrt", choices=("sqrt", "log2")),
               "max_samples": Setting(0.0, low=0.0, high=1.0)},  # >0: each tree sees this fraction of train
 )
@@ -143,28 +148,34 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               doc="DummyClassifier(stratified)"),
     ModelSpec("dummy_most_frequent", FEATURES, _models("build_dummy", "most_frequent"), baseline=True,
               doc="DummyClassifier(most_frequent)"),
-    ModelSpec("tfidf_logreg", TEXTS, _models("build_tfidf"),
-              grid={"C": Axis((1.0, 4.0, 16.0)), "class_weight": _WEIGHT},
+    ModelSpec("tfidf_logreg", TEXTS, _models("build_tfidf"), grid={"C": Axis((1.0, 4.0, 16.0)), "class_weight": _WEIGHT,
+              "analyzer": Axis(("word",), "choice", choices=("word", "char_wb", "word+char_wb"))},
               settings={**_MAX_ITER, "ngram_max": Setting(2, low=1), "min_df": Setting(2, low=1),
-                        "max_features": Setting(200_000, low=1)},
-              doc="TF-IDF word 1..ngram_max-grams of the texts -> one-vs-rest LogisticRegression"),
-    ModelSpec("logreg", FEATURES, _models("build_logreg"), grid=_LR_GRID, settings=_MAX_ITER,
+                        "max_features": Setting(200_000, low=1), "char_ngram_min": Setting(2, low=1),
+                        "char_ngram_max": Setting(5, low=1)}, simpler=(("analyzer", "listed"), *_LR_SIMPLER),
+              doc="TF-IDF of the texts' word 1..ngram_max-grams and/or char_wb n-grams -> one-vs-rest LR"),
+    ModelSpec("logreg", FEATURES, _models("build_logreg"), grid=_LR_GRID, settings=_MAX_ITER, simpler=_LR_SIMPLER,
               doc="StandardScaler -> one-vs-rest LogisticRegression"),
     ModelSpec("random_forest", FEATURES, _models("build_forest", False), **_FOREST,
               doc="one multi-output RandomForestClassifier"),
     ModelSpec("random_forest_ovr", FEATURES, _models("build_forest", True), **_FOREST, multi_label_only=True,
               doc="one-vs-rest RandomForestClassifier (a forest per label)"),
     ModelSpec("logreg_chain", FEATURES, _models("build_chain"), grid=_LR_GRID, settings=_MAX_ITER,
-              multi_label_only=True, doc="StandardScaler -> ClassifierChain(LogisticRegression)"),
+              simpler=_LR_SIMPLER, multi_label_only=True, doc="StandardScaler -> ClassifierChain(LogisticRegression)"),
     ModelSpec("hybrid_logreg", BOTH, _models("build_fusion"), grid={"emb_weight": Axis((0.25, 0.5, 0.75, 1.0))},
               parts=(("tfidf_logreg", ""), ("logreg", "emb_")), fusion_weight="emb_weight",
+              simpler=(("emb_weight", "smaller"),),  # less weight on the features: closer to the words alone
               doc="LogitFusion: tfidf_logreg's log-odds + emb_weight x logreg's"),
     ModelSpec("sgd_stream", FEATURES, _models("build_sgd"), fit=_models("fit_streaming"),
               grid={"alpha": Axis(tuple(1.0 / (c * 1000.0) for c in LOGREG_C))},  # logreg's C, as SGD's alpha
               settings={"epochs": Setting(5, low=1), "batch_rows": Setting(4096, low=1)},
+              simpler=(("alpha", "larger"),),
               doc="StandardScaler + SGD (log loss) per label, by partial_fit over the memory-mapped features"),
 )}
 BASELINES = tuple(n for n, s in MODELS.items() if s.baseline)
+# The 1-SE tie rule across models: the first listed wins; unlisted models follow (MODELS order), fine-tuned last
+SIMPLICITY_ORDER = ("dummy", "dummy_most_frequent", "dummy_stratified", "logreg", "sgd_stream", "logreg_chain",
+                    "tfidf_logreg", "hybrid_logreg", "random_forest", "random_forest_ovr")
 
 
 def spec(name: str) -> ModelSpec:
@@ -286,3 +297,4 @@ def fit(c: Candidate, est, X, y, cfg, seed: int, n_labels: int, multi_label: boo
         return est.fit(X, y)
     s.fit(est, X, y, cfg.model_tables[c.model], _env(c, cfg, seed, 0, n_labels, multi_label))
     return est
+

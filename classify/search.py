@@ -6,10 +6,11 @@ One model's classify grid (``[search] model``, default ``logreg``: its ``[classi
 grid, e.g. C and class weight, with the keys of ``[search.grid]`` replaced), times feature
 set (pooling), times threshold strategy. The trials are classify's own candidates
 (classify.registry.candidates), fitted by classify.select. Every trial is fitted on train,
-picked on validation (macro-F1, tuned thresholds when "tune"); test is scored too and
-shown, never used to pick. Writes ``<run>/search/search.json`` (the grid, every trial, the
-best), which the report shows; each trial is one W&B run (offline by default) in the group
-``<run>-search``, so the W&B UI compares them (parallel coordinates over the grid's keys).
+picked on validation (classify's ``validation_score``: macro-F1 at thresholds cross-fitted over
+``[classify] cv_folds`` folds when "tune"); test is scored too and shown, never used to pick.
+Writes ``<run>/search/search.json`` (the grid, every trial, the best), which the report shows;
+each trial is one W&B run (offline by default) in the group ``<run>-search``, so the W&B UI
+compares them (parallel coordinates over the grid's keys).
 
 With a W&B server, ``configs/sweep.yaml`` runs the same trials as a W&B sweep: the agent
 calls ``python -m probekit.stages.classify.search ... C=0.1 class_weight=balanced pooling=cls thresholds=tune``,
@@ -34,7 +35,13 @@ from probekit.core.metrics import positive_block, score
 from probekit.core.runfolder import write_json_atomic
 from probekit.core.sections_common import PROJECT_ROOT
 from probekit.stages.classify import models, registry
-from probekit.stages.classify.select import fit_scored, positive_for, thresholds_for
+from probekit.stages.classify.select import (
+    cross_fitted_score,
+    fit_scored,
+    positive_for,
+    selection_metric,
+    thresholds_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +125,8 @@ def run_trial(params: dict, model: str, data, cfg: Config, fitted: dict | None =
         for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc"):
             out[f"{split}_{k}"] = block[k]
     out["per_label_f1"] = m["validation"]["per_label_f1"]
+    # classify's selection score: thresholds cross-fitted over [classify] cv_folds folds of validation
+    out["validation_score"] = cross_fitted_score(P["validation"], data, ccfg, cfg.run.seed)["validation_score"]
     pos = positive_for(P["validation"], data, ccfg)
     if pos is not None:  # binary data: the positive class at its threshold from validation, as classify scores it
         k, t = pos
@@ -171,13 +180,13 @@ def run_search(cfg: Config, section: SearchSection | None = None) -> Path:
                     ", ".join(f"{k}={v}" for k, v in params.items()), trial["validation_macro_f1"],
                     trial["fit_seconds"])
         out.append(trial)
-    if out and "validation_positive_f1" in out[0]:  # binary data: classify's selection metric
-        best = max(out, key=lambda t: (t["validation_positive_f1"], t["validation_average_precision"] or -1.0))
-    else:
-        best = max(out, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"] or -1.0))
+    binary = bool(out) and "validation_positive_f1" in out[0]  # binary data: the positive class's F1
+    tie = "validation_average_precision" if binary else "validation_macro_auc"
+    best = max(out, key=lambda t: (t["validation_score"], t[tie] or -1.0))
     result = {"run": cfg.run.name, "model": s.model,
               "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "selection": "validation macro_f1, ties by validation macro_auc", "grid": grid, "n_trials": len(out),
+              "selection": f"validation_score: {selection_metric(binary)} (no tie rule: the best trial)",
+              "grid": grid, "n_trials": len(out),
               "wandb_group": group, "best": best, "trials": out, "config": cfg.to_dict()}
     path = search_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

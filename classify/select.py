@@ -1,10 +1,14 @@
-"""Model selection on validation: fit every grid point on train, keep the best.
+"""Model selection on validation: fit every grid point on train, keep the best (or the simplest tied).
 
-The score of a candidate is its validation macro-F1 (after per-label threshold tuning
-when ``[classify] thresholds = "tune"``), ties broken by validation macro ROC-AUC. On binary
-data (two labels, single-label) it is the validation F1 of the positive class at its
-threshold tuned on validation (``[classify] binary_threshold``), ties broken by validation
-average precision. Test is never looked at here.
+The score of a candidate is its validation macro-F1 with per-label thresholds (when ``[classify]
+thresholds = "tune"``) cross-fitted over ``cv_folds`` folds of the validation rows: each fold is
+decided at thresholds tuned on the other folds (classify.crossfit), so the score never rewards
+thresholds fitted to the rows they are scored on. On binary data (two labels, single-label) it
+is the positive class's F1, its threshold (``[classify] binary_threshold``) cross-fitted the
+same way. Exact ties are broken by validation macro ROC-AUC (binary: average precision). With
+``tie_rule = "one_se"`` every candidate within one bootstrap standard error of the best is tied
+and the simplest wins (classify.crossfit.simplicity). The chosen candidate's final thresholds are
+tuned on the whole validation split. Test is never looked at here.
 
 The candidates, their estimators and how each is fitted come from classify.registry. A
 fusion model (hybrid_logreg) adds the log-odds of its parts' candidates (tfidf_logreg and
@@ -27,13 +31,16 @@ from probekit.core.config import ClassifySection
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import positive_block, positive_index, score
 from probekit.core.thresholds import tune_binary_threshold, tune_thresholds
-from probekit.stages.classify import models, registry
+from probekit.stages.classify import crossfit, models, registry
+from probekit.stages.classify.bootstrap import resample_weights
 from probekit.stages.classify.registry import Candidate
 
 logger = logging.getLogger(__name__)
-SELECTION_METRIC = "validation macro_f1 (tuned thresholds when thresholds='tune'), ties by validation macro_auc"
-BINARY_SELECTION_METRIC = ("validation positive-class F1 at the positive threshold tuned on validation "
-                           "(binary_threshold), ties by validation positive-class average precision")
+SELECTION_METRIC = ("validation macro_f1 (thresholds cross-fitted over cv_folds folds of validation when "
+                    "thresholds='tune'), ties by validation macro_auc; tie_rule (selection.rule)")
+BINARY_SELECTION_METRIC = ("validation positive-class F1 at the positive threshold (binary_threshold) cross-fitted "
+                           "over cv_folds folds of validation, ties by validation positive-class average precision; "
+                           "tie_rule (selection.rule)")
 
 
 def selection_metric(binary: bool) -> str:
@@ -93,6 +100,7 @@ class Selected:
     validation_score: float
     P_val: np.ndarray  # float32 validation probabilities of the chosen candidate
     positive: tuple[int, float] | None = None  # binary: (positive column, its threshold tuned on validation)
+    rule: dict = field(default_factory=dict)  # metrics.json selection keys: rule, cv_folds, se, tied, winner
 
     @property
     def metric(self) -> str:
@@ -172,27 +180,103 @@ def fit_scored(c: Candidate, data: Data, cfg: ClassifySection, seed: int) -> Fit
     return out
 
 
+def cross_fitted_score(P_val: np.ndarray, data: Data, cfg: ClassifySection, seed: int) -> dict:
+    """The selection score of validation probabilities `P_val` (any model's, a fine-tuned one's too).
+
+    Returns:
+        {"rule" (text), "cv_folds" (used; 0 = in-sample), "validation_score", "validation_score_se"}.
+    """
+    Y = data.Y["validation"]
+    crossfit.check_folds(cfg.cv_folds, len(Y))
+    decider = crossfit.Decider.of(data.multi_label, data.positive, cfg)
+    fold_rows = crossfit.folds(Y, decider, cfg.cv_folds, seed)
+    Yhat = crossfit.oof_decisions(Y, np.asarray(P_val, dtype=np.float32), decider, fold_rows)
+    return {"rule": crossfit.rule_text(decider, cfg.cv_folds, cfg.tie_rule, cfg.selection_bootstrap),
+            "cv_folds": 0 if fold_rows is None else cfg.cv_folds,
+            "validation_score": crossfit.decision_score(Y, Yhat, data.positive),
+            "validation_score_se": crossfit.standard_error(Y, Yhat, data.positive, cfg.selection_bootstrap, seed)}
+
+
+def selection_boots(P_vals: dict, data: Data, cfg: ClassifySection, seed: int) -> dict:
+    """Each model's selection score under the same seeded validation resamples: model -> (n_boot,).
+
+    Args:
+        P_vals: model -> its saved validation probabilities (what its thresholds were tuned on).
+    """
+    Y = data.Y["validation"]
+    if cfg.selection_bootstrap < 2:
+        return {}
+    decider = crossfit.Decider.of(data.multi_label, data.positive, cfg)
+    fold_rows = crossfit.folds(Y, decider, cfg.cv_folds, seed)
+    W = resample_weights(len(Y), cfg.selection_bootstrap, seed)
+    return {n: crossfit.decision_score(Y, crossfit.oof_decisions(Y, np.asarray(P, dtype=np.float32), decider,
+                                                                 fold_rows), data.positive, W)
+            for n, P in P_vals.items()}
+
+
+def _point(c: Candidate, sc: crossfit.Scored) -> dict:
+    return {**c.describe(), "validation_score": sc.score}
+
+
 def select(name: str, data: Data, cfg: ClassifySection, seed: int, poolings: list[str]) -> Selected:
-    """Fit every candidate of model `name`; return the best by validation score."""
+    """Fit every candidate of model `name`; return the best by validation score (or the simplest tied)."""
     t0 = time.perf_counter()
     cands = registry.candidates(name, cfg, poolings)
-    best, grid = None, []
+    Y = data.Y["validation"]
+    crossfit.check_folds(cfg.cv_folds, len(Y))
+    decider = crossfit.Decider.of(data.multi_label, data.positive, cfg)
+    fold_rows = crossfit.folds(Y, decider, cfg.cv_folds, seed)
+    # the same seeded resamples of the validation rows for every candidate (paired differences)
+    W = resample_weights(len(Y), cfg.selection_bootstrap, seed) if cfg.selection_bootstrap >= 2 else None
+    best, grid, scored = None, [], []
     bar = tqdm(cands, desc=f"select {name}", unit="fit", leave=False,
                disable=len(cands) < 2 or not logger.isEnabledFor(logging.INFO))
-    for c in bar:
+    for i, c in enumerate(bar):
         f = fit_scored(c, data, cfg, seed)
         # float32, as predict_scores saves them: thresholds are tuned on exactly the saved scores.
         P = f.P_val.astype(np.float32)
         thr, pos = thresholds_for(P, data, cfg), positive_for(P, data, cfg)
-        m = score(data.Y["validation"], P, data.problem_type, data.label_names,
-                  cfg.threshold if thr is None else thr)
+        m = score(Y, P, data.problem_type, data.label_names, cfg.threshold if thr is None else thr)
         key = validation_key(P, data, cfg, thr, pos)
-        point = {**c.describe(), "validation_macro_f1": m["macro_f1"], "validation_macro_auc": m["macro_auc"]}
+        Yhat = crossfit.oof_decisions(Y, P, decider, fold_rows)
+        sc = crossfit.Scored(i, c, crossfit.decision_score(Y, Yhat, data.positive), key[1],
+                             None if W is None else crossfit.decision_score(Y, Yhat, data.positive, W))
+        scored.append(sc)
+        # validation_macro_f1: at thresholds tuned on all validation rows (in-sample); validation_score: cross-fitted
+        point = {**_point(c, sc), "validation_macro_f1": m["macro_f1"], "validation_macro_auc": m["macro_auc"]}
         if pos is not None:
             point |= {"validation_positive_f1": key[0], "validation_average_precision": key[1],
                       "positive_threshold": pos[1]}
         grid.append({**point, "fit_seconds": round(f.fit_seconds, 3)})
-        if best is None or key > best[0]:
-            best = (key, c, f, thr, P, pos)
-    (key, c, f, thr, P, pos) = best
-    return Selected(c, f.model, f.fit_seconds, thr, grid, time.perf_counter() - t0, key[0], P, pos)
+        if best is None or (sc.score, sc.tie_break) > (best[0].score, best[0].tie_break):
+            best = (sc, f)
+    top, f = best
+    se = 0.0 if top.boot is None else float(np.std(top.boot, ddof=1))
+    tied = crossfit.tied_set(scored, top, se, cfg.tie_rule)
+    won = crossfit.winner(tied, lambda cand: crossfit.simplicity(cand, poolings))
+    if won is not top:  # refitted (seeded: the very fit scored above); the best's model is not kept
+        f = fit_scored(won.candidate, data, cfg, seed)
+    c, P = won.candidate, f.P_val.astype(np.float32)
+    thr, pos = thresholds_for(P, data, cfg), positive_for(P, data, cfg)
+    rule = cross_fitted_score(P, data, cfg, seed)  # the winner's score and SE (the tie across models uses them)
+    rule |= {"tie_rule": cfg.tie_rule, "se": se, "n_bootstrap": cfg.selection_bootstrap,
+             "best": _point(top.candidate, top), "tied": [_point(s.candidate, s) for s in tied],
+             "winner": _point(c, won)}
+    return Selected(c, f.model, f.fit_seconds, thr, grid, time.perf_counter() - t0, won.score, P, pos, rule)
+
+
+def refit(sel: Selected, data: Data, cfg: ClassifySection, seed: int) -> tuple[object, float, int]:
+    """The chosen candidate refitted on train + validation: (estimator, seconds, rows fitted on).
+
+    A fusion refits both its parts. Its thresholds stay those tuned on validation with the train-only fit.
+    """
+    c = sel.candidate
+    n_features = data.X[c.feature_set]["train"].shape[1] if c.feature_set else 0
+    est = registry.build(c, cfg, seed, n_features=n_features, multi_label=data.multi_label,
+                         n_labels=len(data.label_names))
+    X = models.stack_inputs(c.input_kind, data.inputs(c, "train"), data.inputs(c, "validation"))
+    y = np.concatenate([np.asarray(data.y["train"]), np.asarray(data.y["validation"])])
+    t = time.perf_counter()
+    with models.warning_filters_kept():
+        registry.fit(c, est, X, y, cfg, seed, len(data.label_names), data.multi_label)
+    return est, time.perf_counter() - t, len(y)

@@ -4,8 +4,10 @@
 
 Reads only ``<run>/features/`` and, when present, ``<run>/finetuned/`` (no torch, no
 encoder). For every model in ``[classify] models``: each grid point is fitted on train and
-scored on validation, the best is kept (classify.select), its per-label thresholds come
-from validation, and test is scored once, with bootstrap intervals and a paired comparison against the best model.
+scored on validation (thresholds cross-fitted over ``cv_folds`` folds), the best, or the simplest
+within one SE of it, is kept (classify.select), its per-label thresholds come from all of
+validation, it is refitted on train + validation when ``[classify] refit`` says so, and test is
+scored once, with bootstrap intervals and a paired comparison against the best model.
 The fine-tuned model (``probekit finetune``) is scored from its saved probabilities the
 same way (classify.compare.gather_finetuned).
 
@@ -39,11 +41,11 @@ from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError, os_error
 from probekit.core.runfolder import (
     CLASSIFY_CONFIG_NAME,
-    FINETUNED_MODEL,
     METRICS_FILES_KEY,
     METRICS_NAME,
     SPLITS,
     features_dir,
+    finetuned_variants,
     scores_path,
     write_json_atomic,
     write_scores,
@@ -58,7 +60,7 @@ from probekit.stages.classify.compare import (
     predict_entry,
 )
 from probekit.stages.classify.persist import save_model
-from probekit.stages.classify.select import Data, select
+from probekit.stages.classify.select import Data, refit, select, selection_boots
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +170,12 @@ def _run_classify(cfg: Config) -> Path:
                 continue
             sel = select(name, data, ccfg, cfg.run.seed, poolings)
             c, est = sel.candidate, sel.model
+            refitted = {"on": "train", "n_rows": int(len(data.y["train"]))}
+            if ccfg.refit == "train+validation":
+                est, refit_s, n_fit = refit(sel, data, ccfg, cfg.run.seed)
+                refitted = {"on": "train+validation", "n_rows": n_fit, "seconds": round(refit_s, 3),
+                            "thresholds": "tuned on validation with the train-only fit, whose validation "
+                                          "probabilities are the saved ones; test is scored by the refitted model"}
             t = time.perf_counter()
             # Validation was scored during selection (the thresholds were tuned on those very scores).
             P = {"validation": sel.P_val, "test": models.predict_scores(est, data.inputs(c, "test"), len(names))}
@@ -185,8 +193,9 @@ def _run_classify(cfg: Config) -> Path:
                 "input": c.input_kind,
                 "params": c.params,
                 "selection": {"metric": sel.metric, "chosen": c.describe(),
-                              "validation_score": sel.validation_score, "n_candidates": len(sel.grid),
+                              "validation_score": sel.validation_score, **sel.rule, "n_candidates": len(sel.grid),
                               "seconds": round(sel.seconds, 3), "grid": sel.grid},
+                "refit": refitted,
             }
             test_preds[name] = (P["test"], predict_entry(P["test"], data.problem_type, entry))
             dim = data.X[c.feature_set]["train"].shape[1] if c.feature_set else None
@@ -194,7 +203,7 @@ def _run_classify(cfg: Config) -> Path:
                 "model": name, "feature_set": c.feature_set, "input": c.input_kind, "hidden_size": dim,
                 "model_id": cache.manifest.get("model_id"), "model_revision": cache.manifest.get("model_revision"),
                 "max_length": cache.manifest.get("max_length"), "cache_key": cache.manifest.get("cache_key"),
-                "label_names": names, "problem_type": data.problem_type, "params": c.params,
+                "label_names": names, "problem_type": data.problem_type, "params": c.params, "refit": refitted["on"],
                 "threshold": ccfg.threshold, "thresholds": None if thr is None else [float(v) for v in thr],
                 "positive": entry["positive"]})
             results[name] = entry
@@ -210,13 +219,19 @@ def _run_classify(cfg: Config) -> Path:
                             tuned["macro_f1"], _fmt(tuned["macro_auc"]), _short(c.describe()), len(sel.grid),
                             sel.seconds)
 
-    finetuned = gather_finetuned(run_dir, data, ccfg, cache.manifest.get("dataset_fingerprint"), scores_to=stage)
-    if finetuned is not None:  # `probekit finetune` left its model in <run>/finetuned/
-        entry, P_test = finetuned
-        results[FINETUNED_MODEL] = entry
-        test_preds[FINETUNED_MODEL] = (P_test, predict_entry(P_test, data.problem_type, entry))
-        progress.add_files(FINETUNED_MODEL)
-    comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed)
+    for tuned, _ in finetuned_variants(run_dir):  # `probekit finetune` left finetuned/ or finetuned-<name>/
+        finetuned = gather_finetuned(run_dir, data, ccfg, cache.manifest.get("dataset_fingerprint"), scores_to=stage,
+                                     model=tuned, seed=cfg.run.seed)
+        if finetuned is not None:
+            entry, P_test = finetuned
+            results[tuned] = entry
+            test_preds[tuned] = (P_test, predict_entry(P_test, data.problem_type, entry))
+            progress.add_files(tuned)
+    boots = None  # the paired tie across models, from each model's saved validation scores (resumed ones too)
+    if ccfg.tie_rule == "one_se_paired":
+        boots = selection_boots({n: np.load(scores_path(stage, n, "validation"), allow_pickle=False)
+                                 for n in results}, data, ccfg, cfg.run.seed)
+    comparisons = compare_predictions(results, test_preds, data.Y["test"], ccfg, cfg.run.seed, boots)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run": cfg.run.name,

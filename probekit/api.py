@@ -100,7 +100,8 @@ def report(config: Config | str | Path | None = None) -> Path:
 
 
 def finetune(config: Config | str | Path | None = None) -> Path:
-    """Fine-tune the encoder into ``<run>/finetuned/`` (classify scores it next); return that folder."""
+    """Fine-tune the encoder into ``<run>/finetuned/`` (``finetuned-<name>/`` with ``[finetune] name``;
+    classify scores it next); return that folder."""
     cfg = _resolve(config)
     _stage("finetune", cfg)
-    return finetuned_dir(cfg.run_dir)
+    return finetuned_dir(cfg.run_dir, cfg.finetune.name)

@@ -27,7 +27,7 @@ import numpy as np
 from probekit.core.cache_reader import PROBLEM_TYPES, read_manifest
 from probekit.core.errors import ProbekitError
 from probekit.core.metrics import predict_labels
-from probekit.core.runfolder import FINETUNED_MODEL, METRICS_NAME, MODELS_DIRNAME, features_dir, verify_run_outputs
+from probekit.core.runfolder import METRICS_NAME, MODELS_DIRNAME, features_dir, is_finetuned_model, verify_run_outputs
 from probekit.stages.classify import models
 from probekit.stages.classify.compare import predict_entry
 from probekit.stages.classify.persist import load_model, read_sidecar
@@ -108,7 +108,7 @@ class Run:
         self._extractors: dict = {}  # pooling -> the fast extractor over the loaded encoder
         self._estimators: dict = {}  # model name -> (estimator, its .json metadata)
         self._metas: dict = {}  # model name -> models/<name>.json, read once
-        self._finetuned = None
+        self._finetuned: dict = {}  # fine-tuned model name -> its FinetunedModel, loaded on first use
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, models={self.models}, best={self.best!r})"
@@ -132,8 +132,8 @@ class Run:
         name = model or self.best
         if name not in self.metrics["models"]:
             raise ProbekitError(f"--model {name!r}: this run has {', '.join(self.models)}.")
-        if name == FINETUNED_MODEL:
-            return self._predict_finetuned(texts)
+        if is_finetuned_model(name):
+            return self._predict_finetuned(texts, name)
         if name not in self._estimators:  # its files are those metrics.json was written with
             verify_run_outputs(self.path, self.metrics, [name])
         meta = self._meta(name)
@@ -225,18 +225,20 @@ class Run:
                                     "was edited. Run 'make extract' again.")
         return enc
 
-    def _predict_finetuned(self, texts: list[str]) -> dict:
-        """The fine-tuned encoder reads the texts itself (imports torch); thresholds are classify's."""
-        entry = self.metrics["models"][FINETUNED_MODEL]
-        if self._finetuned is None:
+    def _predict_finetuned(self, texts: list[str], name: str) -> dict:
+        """The fine-tuned encoder (``<run>/<name>/``) reads the texts itself (imports torch); thresholds are
+        classify's."""
+        entry = self.metrics["models"][name]
+        if name not in self._finetuned:
             from probekit.stages.extract.finetune import FinetunedModel
 
-            self._finetuned = FinetunedModel(self.path)
-        if entry.get("run_key") != self._finetuned.result.get("run_key"):
-            raise ProbekitError(f"{self.path / METRICS_NAME}: its 'finetuned' entry was scored for another "
-                                "fine-tuned model than the one in finetuned/; run 'make classify' again.")
-        P = self._finetuned.predict_proba(texts)
-        return {"model": FINETUNED_MODEL, "labels": self.labels, "probabilities": P,
+            self._finetuned[name] = FinetunedModel(self.path, folder=self.path / name)
+        tuned = self._finetuned[name]
+        if entry.get("run_key") != tuned.result.get("run_key"):
+            raise ProbekitError(f"{self.path / METRICS_NAME}: its {name!r} entry was scored for another "
+                                f"fine-tuned model than the one in {name}/; run 'make classify' again.")
+        P = tuned.predict_proba(texts)
+        return {"model": name, "labels": self.labels, "probabilities": P,
                 "predicted": predict_entry(P, self.problem_type, entry), "thresholds": entry.get("thresholds"),
                 "positive": entry.get("positive")}
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import tempfile
@@ -45,16 +47,29 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
+def needs_chromium():
+    """The pytest mark of a browser test module: skip it, with the reason, where no Chromium is found."""
+    import pytest
+    return pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (apt-get install "
+                              "chromium, or set PROBEKIT_CHROMIUM); .ci/run installs it")
+
+
+@contextlib.contextmanager
+def report_page(html_path: str | Path, html_text: str, settle: float = 0.3):
+    """Open a report in a 1280x1000 Chromium; yield the browser and the page's embedded UMAP data."""
+    data = json.loads(re.search(r'id="umap-data">(.*?)</script>', html_text, re.S).group(1))
+    with Browser(width=1280, height=1000) as b:
+        b.open(html_path)
+        time.sleep(settle)  # let the map draw and any (unwanted) handler fire
+        yield b, data
+
+
 class Browser:
     """One headless Chromium with one page, driven over the DevTools pipe.
 
     Console errors, uncaught exceptions and JavaScript dialogs (alert, confirm) are collected
-    in :attr:`errors` and :attr:`dialogs`; a dialog is dismissed at once.
-
-        with Browser() as b:
-            b.open("report/index.html")
-            n = b.eval("document.querySelectorAll('tr').length")
-    """
+    in :attr:`errors` and :attr:`dialogs`; a dialog is dismissed at once. A context manager:
+    ``with Browser() as b: b.open("report/index.html"); n = b.eval("document.title")``."""
 
     def __init__(self, executable: str | None = None, width: int = 1280, height: int = 900, timeout: float = 30.0):
         exe = executable or find_chromium()
@@ -96,7 +111,6 @@ class Browser:
             self.close()
             raise
 
-    # -- protocol ------------------------------------------------------------------------
     def _read(self) -> None:
         buf = b""
         while True:
@@ -188,7 +202,6 @@ class Browser:
             if msg.get("method") == method:
                 return msg
 
-    # -- page ----------------------------------------------------------------------------
     def open(self, path: str | Path) -> None:
         """Load a local file and wait for its load event."""
         while not self._events.empty():
@@ -241,20 +254,16 @@ class Browser:
         """Close Chromium (killing it if it does not quit within 5 s) and remove its profile."""
         try:
             if not self._exited(0):
-                try:
-                    self._session = None
+                self._session = None
+                with contextlib.suppress(OSError):
                     self.send_async("Browser.close")
-                except OSError:
-                    pass
                 if not self._exited(5):
                     os.kill(self._pid, signal.SIGKILL)
                     self._exited(5)
         finally:
             for fd in (self._to_chrome, self._from_chrome):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
             shutil.rmtree(self._profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:

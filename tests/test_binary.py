@@ -138,7 +138,9 @@ def test_threshold_is_tuned_on_validation_rows_only():
     assert sel.validation_score == again.validation_score
     k, t = sel.positive
     best_f1 = f1_score(data.y["validation"] == k, sel.P_val[:, k] >= t)
-    assert sel.validation_score == pytest.approx(best_f1)
+    point = next(g for g in sel.grid if g["C"] == sel.candidate.params["C"])
+    assert point["validation_positive_f1"] == pytest.approx(best_f1)  # at the threshold tuned on every row
+    assert sel.validation_score == point["validation_score"]  # the selection score: cross-fitted (cv_folds)
     assert sel.metric == BINARY_SELECTION_METRIC and "positive_threshold" in sel.grid[0]
     changed = binary_data()
     changed.Y["validation"] = changed.Y["validation"][::-1].copy()

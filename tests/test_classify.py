@@ -252,7 +252,10 @@ def test_hybrid_fuses_words_and_features_with_a_weight_chosen_on_validation(tmp_
     hyb, sel = m["hybrid_logreg"], m["hybrid_logreg"]["selection"]
     # the grid: tfidf_logreg's C (1) x class_weight (1) x logreg's C (2) x class_weight (1) x emb_weight (3)
     assert sel["n_candidates"] == 6 and {g["emb_weight"] for g in sel["grid"]} == set(weights)
-    assert sel["validation_score"] == max(g["validation_macro_f1"] for g in sel["grid"])
+    # the cross-fitted score; the winner is the simplest of the candidates within one SE of the best
+    assert sel["best"]["validation_score"] == max(g["validation_score"] for g in sel["grid"])
+    assert sel["winner"] in sel["tied"] and sel["validation_score"] == sel["winner"]["validation_score"]
+    assert all(t["validation_score"] >= sel["best"]["validation_score"] - sel["se"] - 1e-12 for t in sel["tied"])
     assert hyb["input"] == "both" and hyb["params"]["emb_weight"] in weights
     # its parts are the very fits of tfidf_logreg's and logreg's grids: its fit time is theirs
     part = {g["C"]: g["fit_seconds"] for g in m["logreg"]["selection"]["grid"]}

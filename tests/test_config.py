@@ -61,7 +61,8 @@ def test_model_tables_default_to_the_grids_of_before():
     for m in ("logreg", "logreg_chain"):
         assert t[m] == {"C": (0.03, 0.1, 0.3, 1.0), "class_weight": ("none", "balanced"), "max_iter": 1000}
     assert t["tfidf_logreg"] == {"C": (1.0, 4.0, 16.0), "class_weight": ("none", "balanced"), "max_iter": 1000,
-                                 "ngram_max": 2, "min_df": 2, "max_features": 200_000}
+                                 "ngram_max": 2, "min_df": 2, "max_features": 200_000,
+                                 "analyzer": ("word",), "char_ngram_min": 2, "char_ngram_max": 5}  # words only
     assert t["hybrid_logreg"] == {"emb_weight": (0.25, 0.5, 0.75, 1.0)}
     assert t["sgd_stream"] == {"alpha": tuple(1.0 / (c * 1000.0) for c in (0.03, 0.1, 0.3, 1.0)), "epochs": 5,
                                "batch_rows": 4096}
@@ -74,8 +75,9 @@ def test_model_tables_default_to_the_grids_of_before():
 @pytest.mark.parametrize("override, match", [
     ("classify.svm.C=1", r"^--set: \[classify\.svm\] is not a model; models: dummy, .*sgd_stream\.$"),
     ("classify.logreg.c=1", r"^--set: \[classify\.logreg\] has no key 'c'; valid keys: C, class_weight, max_iter\.$"),
-    ("classify.hybrid_logreg.C=1", r"has no key 'C'; valid keys: emb_weight \(C, class_weight come from \[classify\."
-                                   r"tfidf_logreg\]; emb_C, emb_class_weight come from \[classify\.logreg\]\)"),
+    ("classify.hybrid_logreg.C=1", r"has no key 'C'; valid keys: emb_weight \(C, class_weight, analyzer come from "
+                                   r"\[classify\.tfidf_logreg\]; emb_C, emb_class_weight come from "
+                                   r"\[classify\.logreg\]\)"),
     ("classify.logreg.C=[0.1, -1]", r"\[classify\.logreg\] C=\[0\.1, -1\]: every value must be a number > 0\.$"),
     ("classify.logreg.C=[]", r"\[classify\.logreg\] C is an empty grid: give at least one value\.$"),
     ("classify.logreg.class_weight='auto'", r"class_weight=\['auto'\]: every value must be one of 'none', 'balanced'"),

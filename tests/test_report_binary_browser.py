@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,16 @@ from matplotlib.colors import to_hex
 from test_binary import LABELS, SIZES, build_binary
 
 from probekit.stages.analysis import plots
-from tests.browser import Browser, find_chromium
+from tests.browser import needs_chromium, report_page
 
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="no Chromium on this machine (apt-get install chromium, or set PROBEKIT_CHROMIUM); .ci/run installs it")
+pytestmark = needs_chromium()
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    """The binary report (positive class "angry", three models), open in Chromium."""
     run_dir, html_path, text = build_binary(tmp_path_factory.mktemp("binary-browser"))
-    data = json.loads(re.search(r'id="umap-data">(.*?)</script>', text, re.S).group(1))
-    with Browser(width=1280, height=1000) as b:
-        b.open(html_path)
-        time.sleep(0.3)
+    with report_page(html_path, text) as (b, data):
         yield b, run_dir, data
 
 

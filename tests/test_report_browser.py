@@ -13,28 +13,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
 import pytest
 from test_analysis import LABELS, PAYLOADS, UMAP_POINTS, build
 
-from tests.browser import Browser, find_chromium
+from tests.browser import Browser, needs_chromium, report_page
 
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="no Chromium on this machine (apt-get install chromium, or set PROBEKIT_CHROMIUM); .ci/run installs it")
+pytestmark = needs_chromium()
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     """A multi-label report whose texts and one label name are HTML/script payloads, open in Chromium."""
     run_dir, html_path, text = build(tmp_path_factory, "multi_label")
-    data = json.loads(re.search(r'id="umap-data">(.*?)</script>', text, re.S).group(1))
-    with Browser(width=1280, height=1000) as b:
-        b.open(html_path)
-        time.sleep(0.3)  # let the map draw and any (unwanted) handler fire
+    with report_page(html_path, text) as (b, data):
         yield b, run_dir, data
 
 

@@ -37,7 +37,7 @@ def test_search_grid_trials_and_best(cfg):
     assert len(trials) == result["n_trials"] == 8
     assert {tuple(t["params"][k] for k in PARAMS) for t in trials} == {
         (c, w, "cls", s) for c in (0.01, 1.0) for w in ("none", "balanced") for s in ("tune", "fixed")}
-    best = max(trials, key=lambda t: (t["validation_macro_f1"], t["validation_macro_auc"]))
+    best = max(trials, key=lambda t: (t["validation_score"], t["validation_macro_auc"]))  # cross-fitted (cv_folds)
     assert result["best"] == best
     assert all(0 <= t["test_macro_f1"] <= 1 and t["validation_macro_auc"] > 0.5 for t in trials)
 
@@ -67,7 +67,8 @@ def test_the_grid_is_the_models_classify_grid(cfg, tmp_path):
                       "search.grid.C=[1.0, 4.0]", "search.grid.class_weight=balanced", "search.thresholds=fixed",
                       "search.wandb=false")
     result = json.loads(run_search(cfg).read_text())
-    assert result["grid"] == {"C": [1.0, 4.0], "class_weight": ["balanced"], "pooling": ["-"], "thresholds": ["fixed"]}
+    assert result["grid"] == {"C": [1.0, 4.0], "class_weight": ["balanced"], "analyzer": ["word"], "pooling": ["-"],
+                              "thresholds": ["fixed"]}
     assert result["model"] == "tfidf_logreg" and result["n_trials"] == 2
     cfg = make_config(tmp_path, "classify.n_jobs=1", "search.model=random_forest", "search.grid.n_estimators=[5, 10]",
                       "search.thresholds=tune", "search.wandb=false")

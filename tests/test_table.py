@@ -55,7 +55,10 @@ def test_a_fine_tuned_row_names_how_many_layers_were_trained():
     def finetuned(k):
         return {**_entry(0.404, input_="texts", feature_set=None), "history": [{"epoch": 1}], "train_layers": k}
 
-    metrics = {**METRICS, "models": {"finetuned": finetuned(2), "finetuned_all": finetuned(0)}}
+    old = finetuned(0)
+    del old["train_layers"]  # a fine-tuned folder from before train_layers
+    metrics = {**METRICS, "models": {"finetuned": finetuned(0), "finetuned-top2": finetuned(2), "finetuned-old": old}}
     rows = results_table(metrics).splitlines()[2:]
-    assert rows[0].startswith("| finetuned | fine-tuned, top 2 layers | 0.404 |")
-    assert rows[1].startswith("| finetuned_all | fine-tuned | 0.404 |")
+    assert rows[0].startswith("| finetuned | fine-tuned, all layers | 0.404 |")
+    assert rows[1].startswith("| finetuned-top2 | fine-tuned, top 2 layers | 0.404 |")
+    assert rows[2].startswith("| finetuned-old | fine-tuned | 0.404 |")

@@ -11,21 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from probekit.core.errors import ProbekitError
-from probekit.core.runfolder import finetuned_dir
-from probekit.stages.extract.engine.loading import pick_device
+from probekit.core.runfolder import FINETUNED_DIRNAME, finetuned_dir
+from probekit.stages.extract.engine.loading import native_bf16, pick_device
 from probekit.stages.extract.finetune.stage import read_result
 from probekit.stages.extract.finetune.steps import predict_rows
 
 
 class FinetunedModel:
-    """The checkpoint in ``<run>/finetuned/`` with its tokenizer, on one device."""
+    """The checkpoint in ``<run>/finetuned/`` (or ``folder``: ``<run>/finetuned-<name>/``) with its
+    tokenizer, on one device."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto"):
+    def __init__(self, run_dir: str | Path, device: str = "auto", folder: str | Path | None = None):
         import torch  # noqa: F401
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-        folder = finetuned_dir(run_dir)
-        result = read_result(run_dir)
+        folder = Path(folder) if folder is not None else finetuned_dir(run_dir)
+        result = read_result(folder.parent, folder.name[len(FINETUNED_DIRNAME) + 1:])
         if result is None:
             raise ProbekitError(f"{folder}: no finished fine-tuned model; run 'make finetune' for this run first.")
         self.result = result
@@ -36,7 +37,12 @@ class FinetunedModel:
         self.multi = self.model.config.problem_type == "multi_label_classification"
         params = result["params"]
         self.max_length = params["max_length"]
-        self.amp = params.get("amp_dtype", "float32") if self.device.startswith("cuda") else "float32"
+        # the precision its validation/test scores were computed in, so predict reproduces them; float32 on
+        # another kind of device than it was trained on, or on a CPU without native bf16
+        amp = params.get("amp_dtype", "float32")
+        same_kind = self.device.split(":")[0] == str(result.get("device") or "cpu").split(":")[0]
+        cpu_ok = not self.device.startswith("cpu") or amp == "float32" or native_bf16(self.device)
+        self.amp = amp if same_kind and cpu_ok else "float32"
         self.batch_size = result.get("config", {}).get("eval_batch_size", 64)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -1,5 +1,8 @@
 """The fine-tuning stage: train, keep the best epoch, write ``<run>/finetuned/`` and nothing else.
 
+``[finetune] name`` writes ``<run>/finetuned-<name>/`` instead, so a run folder can hold several
+variants (all layers, the top K); the layout below is the same for each.
+
     probekit finetune --config configs/demo.toml        (or: make finetune, then make classify)
 
     <run>/finetuned/                         the best checkpoint: model.safetensors, config.json, tokenizer
@@ -46,9 +49,9 @@ logger = logging.getLogger(__name__)
 RESULT_SCHEMA_VERSION = 2  # 2: no metrics inside; the probabilities in finetuned/scores/
 
 
-def read_result(run_dir: str | Path) -> dict | None:
-    """The finished fine-tuned model's result.json, or None when there is none."""
-    path = finetuned_dir(run_dir) / FINETUNED_RESULT
+def read_result(run_dir: str | Path, name: str = "") -> dict | None:
+    """The finished fine-tuned model's result.json (``finetuned/`` or ``finetuned-<name>/``), or None."""
+    path = finetuned_dir(run_dir, name) / FINETUNED_RESULT
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -58,7 +61,8 @@ def run_key(cfg: Config, model_id: str, revision: str, ds) -> str:
     The classify threshold settings are part of it: early stopping picks the epoch by a
     validation metric computed with them.
     """
-    return cache_key({"model_id": model_id, "model_revision": revision, "finetune": dataclasses.asdict(cfg.finetune),
+    settings = {k: v for k, v in dataclasses.asdict(cfg.finetune).items() if k != "name"}  # name: only the folder
+    return cache_key({"model_id": model_id, "model_revision": revision, "finetune": settings,
                       "max_length": cfg.finetune.max_length or cfg.encoder.max_length, "seed": cfg.run.seed,
                       "thresholds": cfg.classify.thresholds, "threshold": cfg.classify.threshold,
                       "dataset_fingerprint": ds.fingerprints, "label_names": ds.label_names})
@@ -88,9 +92,9 @@ def run_finetune(cfg: Config) -> Path:
     model_id, revision = model_identity(enc, path, local, cfg.trust_remote_code)
     key = run_key(cfg, model_id, revision, ds)
     run_dir = cfg.run_dir
-    out = finetuned_dir(run_dir)
-    done = read_result(run_dir)
-    if done and done.get("run_key") == key and all(finetuned_scores_path(run_dir, s).is_file()
+    out = finetuned_dir(run_dir, ft.name)
+    done = read_result(run_dir, ft.name)
+    if done and done.get("run_key") == key and all(finetuned_scores_path(run_dir, s, ft.name).is_file()
                                                    for s in FINETUNED_SCORED_SPLITS):
         logger.info("finetune: reusing %s (run key %s matches)", out, key)
         return out

@@ -3,6 +3,7 @@
     <artifacts>/<run>/
         features/                      the feature cache (probekit.core.cache; written by extract)
         finetuned/                     the fine-tuned encoder, result.json, scores/ (written by finetune)
+        finetuned-<name>/              another fine-tuned variant ([finetune] name), laid out the same
         scores/<model>.<split>.npy     float32 probabilities of every classify model (written by classify)
         models/<model>.skops|.json     fitted classify models (written by classify)
         metrics.json                   every model's metrics (written by classify; read by report)
@@ -49,8 +50,35 @@ FINETUNED_SCORES_DIRNAME = "scores"  # <run>/finetuned/scores/<split>.npy: float
 FINETUNED_SCORED_SPLITS = ("validation", "test")
 
 
-def finetuned_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / FINETUNED_DIRNAME
+FINETUNED_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")  # [finetune] name: finetuned-<name>/
+
+
+def finetuned_model_name(name: str = "") -> str:
+    """A fine-tuned model's name in metrics.json and its folder's name: ``finetuned`` or ``finetuned-<name>``.
+
+    ``[finetune] name`` keeps several fine-tuned variants in one run folder (e.g. every layer and
+    the top two), each scored by classify beside the frozen models.
+    """
+    return f"{FINETUNED_MODEL}-{name}" if name else FINETUNED_MODEL
+
+
+def finetuned_dir(run_dir: str | Path, name: str = "") -> Path:
+    return Path(run_dir) / (f"{FINETUNED_DIRNAME}-{name}" if name else FINETUNED_DIRNAME)
+
+
+def is_finetuned_model(model: str) -> bool:
+    """Whether a metrics.json model name is a fine-tuned one (``finetuned`` or ``finetuned-<name>``)."""
+    return model == FINETUNED_MODEL or (model.startswith(FINETUNED_MODEL + "-")
+                                        and bool(FINETUNED_NAME_RE.match(model[len(FINETUNED_MODEL) + 1:])))
+
+
+def finetuned_variants(run_dir: str | Path) -> list[tuple[str, Path]]:
+    """Every fine-tuned folder of a run, as (model name, folder), sorted: finetuned/ and finetuned-<name>/."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(p.name, p) for p in run_dir.iterdir() if p.is_dir() and is_finetuned_model(p.name)]
+    return sorted(found)
 
 
 def finetuned_scores_name(split: str) -> str:
@@ -58,8 +86,8 @@ def finetuned_scores_name(split: str) -> str:
     return f"{FINETUNED_SCORES_DIRNAME}/{split}.npy"
 
 
-def finetuned_scores_path(run_dir: str | Path, split: str) -> Path:
-    return finetuned_dir(run_dir) / finetuned_scores_name(split)
+def finetuned_scores_path(run_dir: str | Path, split: str, name: str = "") -> Path:
+    return finetuned_dir(run_dir, name) / finetuned_scores_name(split)
 
 
 def features_dir(run_dir: str | Path) -> Path:

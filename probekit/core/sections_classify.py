@@ -27,15 +27,16 @@ class ClassifySection:
 
     Each model's grid and settings live in its own table, ``[classify.<model>]`` (keys and
     defaults: classify/registry.py); a tuple-valued key is a grid: every combination is
-    fitted on train and the one with the best validation macro-F1 (ties: macro AUC) is kept;
-    binary data (two labels, single-label) keeps the best validation positive-class F1 (ties:
-    average precision) instead. Test is scored once. One value (--set classify.logreg.C=0.5)
-    is a 1-point grid.
+    fitted on train and scored on validation by its macro-F1 at thresholds cross-fitted over
+    ``cv_folds`` folds (binary data, two labels single-label: the positive class's F1); the
+    best is kept, or with ``tie_rule`` "one_se"/"one_se_paired" the simplest within one
+    bootstrap SE of it (classify/crossfit.py). Test is scored once. One value
+    (--set classify.logreg.C=0.5) is a 1-point grid.
     """
 
     SUBTABLES: ClassVar[str] = "model_tables"  # where the loader puts the [classify.<model>] tables
     # probekit config lists them last
-    ADVANCED: ClassVar[tuple] = ("threshold", "recall_target", "ci_level", "joblib_backend")
+    ADVANCED: ClassVar[tuple] = ("threshold", "recall_target", "ci_level", "joblib_backend", "selection_bootstrap")
 
     models: tuple = ("dummy", "dummy_stratified", "dummy_most_frequent", "tfidf_logreg", "logreg", "random_forest")
     features: tuple = ()  # poolings in the cache to try ("cls", "mean", ...); () = every one it holds
@@ -45,6 +46,14 @@ class ClassifySection:
     # from validation: f1 = the F1-best; fixed = `threshold`; recall = the highest reaching recall_target
     binary_threshold: str = "f1"
     recall_target: float = 0.9
+    # the selection score (classify/crossfit.py): each of cv_folds seeded folds of validation is decided at
+    # thresholds tuned on the other folds; 0 or 1 = thresholds tuned and scored on the same validation rows
+    cv_folds: int = 5
+    # one_se: within one bootstrap SE of the best score, the simplest wins; one_se_paired: within one SE of
+    # the paired gap to the best; best: the best
+    tie_rule: str = "one_se_paired"
+    selection_bootstrap: int = 200  # validation resamples for that SE
+    refit: str = "train"  # "train+validation": the chosen configuration refitted on both (thresholds kept)
     n_bootstrap: int = 1000  # test resamples for intervals and paired comparisons; 0 = none
     ci_level: float = 0.95
     n_jobs: int = -1  # joblib workers; -1 = every core
@@ -72,6 +81,14 @@ class ClassifySection:
             raise ConfigError("[classify] n_jobs=0: use -1 (every core), 1 (no parallelism) or a number of workers.")
         _choice("classify", "joblib_backend", self.joblib_backend, ("loky", "threading", "multiprocessing", "dask",
                                                                    "ray"))
+        for key in ("cv_folds", "selection_bootstrap"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"[classify] {key}={v!r} must be an integer >= 0"
+                                  + (" (0 or 1 = thresholds tuned and scored on the same rows)." if key == "cv_folds"
+                                     else " (0 = no standard error: the best wins)."))
+        _choice("classify", "tie_rule", self.tie_rule, ("one_se", "one_se_paired", "best"))
+        _choice("classify", "refit", self.refit, ("train", "train+validation"))
         if not 0.5 <= self.ci_level < 1.0 or self.n_bootstrap < 0:
             raise ConfigError("[classify] ci_level must be in [0.5, 1) and n_bootstrap >= 0.")
 

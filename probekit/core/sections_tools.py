@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from probekit.core.errors import ConfigError
+from probekit.core.runfolder import FINETUNED_NAME_RE
 from probekit.core.sections_common import _choice
 
 
@@ -105,8 +106,14 @@ class FinetuneSection:
     cache_frozen: bool = True
     # the last layer computes the [CLS] row alone (all the classification heads read); BERT-style models
     fast_last_layer: bool = True
+    # "" writes <run>/finetuned/ (model "finetuned" in metrics.json); a name writes <run>/finetuned-<name>/
+    # (model "finetuned-<name>"), so one run folder keeps several variants side by side
+    name: str = ""
 
     def __post_init__(self):
+        if self.name and not FINETUNED_NAME_RE.match(self.name):
+            raise ConfigError(f"[finetune] name={self.name!r}: use 1-40 lowercase letters, digits or '_' "
+                              "(it names the folder finetuned-<name>/), or \"\" for finetuned/.")
         for key in ("max_length", "max_steps", "max_train_rows", "head_epochs", "patience", "num_threads",
                     "train_layers"):
             if getattr(self, key) < 0:
