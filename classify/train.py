@@ -171,7 +171,9 @@ def _run_classify(cfg: Config) -> Path:
             sel = select(name, data, ccfg, cfg.run.seed, poolings)
             c, est = sel.candidate, sel.model
             refitted = {"on": "train", "n_rows": int(len(data.y["train"]))}
-            if ccfg.refit == "train+validation":
+            # a baseline is not refitted: its constant scores would cross the thresholds tuned on the train-only
+            # fit's (a prior's tuned threshold is that prior), and more rows teach a baseline nothing
+            if ccfg.refit == "train+validation" and name not in registry.BASELINES:
                 est, refit_s, n_fit = refit(sel, data, ccfg, cfg.run.seed)
                 refitted = {"on": "train+validation", "n_rows": n_fit, "seconds": round(refit_s, 3),
                             "thresholds": "tuned on validation with the train-only fit, whose validation "

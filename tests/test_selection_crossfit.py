@@ -226,6 +226,7 @@ def test_refit_in_metrics_json(tmp_path):
     m = json.loads(run_classify(cfg).read_text())
     r = m["models"]["logreg"]["refit"]
     assert r["on"] == "train+validation" and r["n_rows"] == 80 + 30 and "tuned on validation" in r["thresholds"]
+    assert m["models"]["dummy"]["refit"] == {"on": "train", "n_rows": 80}  # a baseline is not refitted
     sel = m["models"]["logreg"]["selection"]
     assert {"rule", "cv_folds", "tie_rule", "se", "tied", "winner", "validation_score_se"} <= set(sel)
     tie = m["comparisons"]["tie"]
