@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from probekit.stages.analysis.plots import _colors, _plain_text, _save, plt
+from probekit.stages.analysis.plots import label_colors, plain_text, plt, save_figure
 
 
 def _thin(n: int, max_points: int) -> np.ndarray:
@@ -47,7 +47,7 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[flo
     return fp / max(int((~y).sum()), 1), tp / max(int(y.sum()), 1), tp / (tp + fp) if tp + fp else 1.0
 
 
-@_plain_text
+@plain_text
 def plot_roc_pr(y: np.ndarray, scores: dict[str, np.ndarray], thresholds: dict[str, float], positive: str,
                 path: str | Path) -> Path:
     """ROC (left) and precision-recall (right) curves of the positive class, one line per model.
@@ -58,7 +58,7 @@ def plot_roc_pr(y: np.ndarray, scores: dict[str, np.ndarray], thresholds: dict[s
         thresholds: model -> its threshold (the dot on its curves).
     """
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
-    colors = _colors(max(len(scores), 1))
+    colors = label_colors(max(len(scores), 1))
     prevalence = float(np.mean(y)) if len(y) else 0.0
     for k, (model, p) in enumerate(scores.items()):
         c = curve_points(y, p)
@@ -81,4 +81,4 @@ def plot_roc_pr(y: np.ndarray, scores: dict[str, np.ndarray], thresholds: dict[s
     for ax in (roc_ax, pr_ax):
         ax.legend(loc="lower right" if ax is roc_ax else "upper right", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

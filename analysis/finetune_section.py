@@ -148,14 +148,14 @@ def curve_rows(entries: dict[str, dict]) -> list[list]:
             for k, what in series.items() for i, h in enumerate(e["history"]) if h.get(k) is not None]
 
 
-@plots._plain_text
+@plots.plain_text
 def plot_curves(entries: dict[str, dict], path: Path) -> Path:
     """Train and validation loss (left) and the validation metric (right) per epoch of each
     fine-tuned model; a ring marks the kept epoch."""
     import matplotlib.pyplot as plt
 
     fig, (loss, metric) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (name, entry), color in zip(entries.items(), plots._colors(max(len(entries), 1))):
+    for (name, entry), color in zip(entries.items(), plots.label_colors(max(len(entries), 1))):
         h = entry["history"]
         ep = [x.get("epoch", i + 1) for i, x in enumerate(h)]
         loss.plot(ep, [x.get("train_loss") for x in h], "-o", color=color, ms=3, label=f"{name} train")
@@ -173,7 +173,7 @@ def plot_curves(entries: dict[str, dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)
 
 
 def _mins(c: dict) -> str:

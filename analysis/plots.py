@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DPI = 110
 
 
-def _plain_text(func):
+def plain_text(func):
     """Draw label names literally: a '$' in a name must not switch matplotlib to math text."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -39,7 +39,7 @@ def _plain_text(func):
     return wrapper
 
 
-def _save(fig, path: str | Path, dpi: int = DPI) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
@@ -47,7 +47,7 @@ def _save(fig, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
-def _colors(n: int) -> list:
+def label_colors(n: int) -> list:
     """`n` distinct colours: tab10, then the 60 of tab20/tab20b/tab20c, then evenly spaced hues."""
     if n <= 10:
         return [plt.get_cmap("tab10")(i) for i in range(n)]
@@ -101,7 +101,7 @@ def umap_embedding(
     return np.asarray(emb, dtype=np.float32), rows
 
 
-@_plain_text
+@plain_text
 def plot_umap_scatter(
     emb: np.ndarray, Y: np.ndarray, label_names: list[str], path: str | Path, multi_label: bool = False,
     pooling: str = "cls",
@@ -113,7 +113,7 @@ def plot_umap_scatter(
     """
     Y = np.asarray(Y)
     first = np.where(Y.any(axis=1), Y.argmax(axis=1), -1)
-    colors = _colors(len(label_names))
+    colors = label_colors(len(label_names))
     fig, ax = plt.subplots(figsize=(7.5, 6))
     point_size = max(2.0, min(20.0, 4000.0 / max(len(emb), 1)))
     if (first < 0).any():
@@ -130,18 +130,18 @@ def plot_umap_scatter(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=2, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_plain_text
+@plain_text
 def plot_umap_density(emb: np.ndarray, Y: np.ndarray, label_names: list[str], path: str | Path) -> Path:
     """One hexbin density panel per label, of the points that carry that label.
 
     All panels share the same extent, so regions can be compared across labels, and each is
-    drawn in its label's colour on the map (:func:`_colors`, as the scatter and the page's map).
+    drawn in its label's colour on the map (:func:`label_colors`, as the scatter and the page's map).
     """
     Y = np.asarray(Y)
-    colors = _colors(len(label_names))
+    colors = label_colors(len(label_names))
     n_labels = len(label_names)
     ncols = min(4, n_labels)
     nrows = int(np.ceil(n_labels / ncols))
@@ -165,7 +165,7 @@ def plot_umap_density(emb: np.ndarray, Y: np.ndarray, label_names: list[str], pa
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return _save(fig, path, dpi=DPI if n_labels <= 12 else 80)  # many panels: keep the page light
+    return save_figure(fig, path, dpi=DPI if n_labels <= 12 else 80)  # many panels: keep the page light
 
 
 def _heatmap(ax, M: np.ndarray, row_names: list[str], col_names: list[str]) -> None:
@@ -181,7 +181,7 @@ def _heatmap(ax, M: np.ndarray, row_names: list[str], col_names: list[str]) -> N
                         color="white" if M[i, j] > 0.5 else "black")
 
 
-@_plain_text
+@plain_text
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str], path: str | Path,
                    title: str = "") -> Path:
     """Single-label: the row-normalised confusion matrix (rows = true class) as a heatmap."""
@@ -196,7 +196,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "Confusion matrix (rows normalised)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cooccurrence_matrix(Y_true: np.ndarray, Y_pred: np.ndarray) -> np.ndarray:
@@ -212,7 +212,7 @@ def cooccurrence_matrix(Y_true: np.ndarray, Y_pred: np.ndarray) -> np.ndarray:
         return np.where(support[:, None] > 0, counts / support[:, None], np.nan)
 
 
-@_plain_text
+@plain_text
 def plot_cooccurrence(M: np.ndarray, label_names: list[str], path: str | Path, title: str = "") -> Path:
     """Multi-label: draw :func:`cooccurrence_matrix` as a heatmap (rows = true label)."""
     side = max(4.5, 0.45 * len(label_names) + 2)
@@ -221,7 +221,7 @@ def plot_cooccurrence(M: np.ndarray, label_names: list[str], path: str | Path, t
     ax.set_xlabel("predicted label in the row's predicted set")
     ax.set_ylabel("true label")
     ax.set_title(title or "True x predicted labels (rows normalised)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def label_counts(Y_true: np.ndarray, Y_pred: np.ndarray, label_names: list[str]) -> list[dict]:
@@ -242,7 +242,7 @@ def label_counts(Y_true: np.ndarray, Y_pred: np.ndarray, label_names: list[str])
     return rows
 
 
-@_plain_text
+@plain_text
 def plot_per_label_auc(
     per_label_auc: dict[str, dict[str, float | None]], labels: list[str], support: dict[str, int],
     path: str | Path, title: str = "",
@@ -255,7 +255,7 @@ def plot_per_label_auc(
     models = list(per_label_auc)
     n_labels, n_models = len(labels), max(len(models), 1)
     height = 0.8 / n_models
-    colors = _colors(n_models)
+    colors = label_colors(n_models)
     fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.22 * n_labels * n_models + 1.5)))
     for k, model in enumerate(models):
         offsets = np.arange(n_labels) - 0.4 + height * (k + 0.5)
@@ -272,4 +272,4 @@ def plot_per_label_auc(
     ax.set_xlabel("ROC-AUC (dashed: chance)")
     ax.set_title(title or "Per-label ROC-AUC")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -126,7 +126,7 @@ def _umap(cfg: Config, cache, out: Path, best: str, best_thr, oof, oof_thr, flag
         P = load_scores(run_dir, best, split, (cache.manifest["splits"][split], len(labels)))
         Yhat, by = predict_labels(np.asarray(P)[rows], cache.problem_type, best_thr, best_positive), best
     texts = cache.texts(split)
-    colors = [to_hex(c) for c in plots._colors(len(labels))]
+    colors = [to_hex(c) for c in plots.label_colors(len(labels))]
     payload = interactive.umap_payload(emb, rows, Y, Yhat, [texts[i] for i in rows], labels, colors, split,
                                        cache.manifest["splits"][split], by,
                                        None if flagged is None or split != "train" else flagged[rows],

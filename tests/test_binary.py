@@ -337,9 +337,9 @@ def test_density_panels_take_the_map_colours(tmp_path, monkeypatch):
         seen["fig"] = fig
         return Path(path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     plots.plot_umap_density(emb, Y, ["a", "b", "c"], tmp_path / "d.png")
-    colors = plots._colors(3)
+    colors = plots.label_colors(3)
     seen["fig"].canvas.draw()  # hexbin maps counts to colours when drawn
     for k, ax in enumerate(seen["fig"].axes[:3]):
         faces = ax.collections[0].get_facecolors()[:, :3]

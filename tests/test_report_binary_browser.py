@@ -73,7 +73,7 @@ def test_map_legend_colours_are_the_density_panels(page):
     b, _, data = page
     legend = b.eval("[...document.querySelectorAll('#umap-legend button i')].map(i => getComputedStyle(i)"
                     ".backgroundColor)")
-    want = [to_hex(c) for c in plots._colors(len(LABELS))]
+    want = [to_hex(c) for c in plots.label_colors(len(LABELS))]
     assert data["colors"] == want
     rgb = [tuple(int(x) for x in re.findall(r"\d+", s)[:3]) for s in legend]
     assert [f"#{r:02x}{g:02x}{bl:02x}" for r, g, bl in rgb] == want
