@@ -29,7 +29,8 @@ def _run(tmp_path, data, encoder, *more):
 def test_train_layers_freezes_the_bottom_and_trains_the_top(tmp_path, toy_data, tiny_encoder):
     from safetensors.torch import load_file
 
-    result, tuned = _run(tmp_path, toy_data, tiny_encoder, "finetune.train_layers=1", "finetune.max_steps=2")
+    result, tuned = _run(tmp_path, toy_data, tiny_encoder, "finetune.train_layers=1", "finetune.max_steps=2",
+                         "finetune.dtype=float32")  # the dtype asserted below, whatever auto picks on this CPU
     base = load_file(tiny_encoder / "model.safetensors")
     frozen = [k for k in base if k.startswith(("embeddings.", "encoder.layer.0."))]
     top = [k for k in base if k.startswith("encoder.layer.1.")]
@@ -37,8 +38,9 @@ def test_train_layers_freezes_the_bottom_and_trains_the_top(tmp_path, toy_data, 
     for k in frozen:
         np.testing.assert_array_equal(tuned[f"bert.{k}"].numpy(), base[k].numpy(), err_msg=k)
     changed = [k for k in top if not np.allclose(tuned[f"bert.{k}"].numpy(), base[k].numpy())]
-    # every trained tensor moves but the key bias, whose gradient is zero (softmax ignores a shift shared by all keys)
-    assert changed == [k for k in top if not k.endswith("key.bias")]
+    # every trained tensor moves; the key bias's gradient is zero in exact arithmetic (softmax ignores a shift shared
+    # by all keys), so whether Adam moves it on rounding noise depends on the CPU's kernels: not asserted
+    assert set(changed) >= {k for k in top if not k.endswith("key.bias")}
     assert result["train_layers"] == 1 and result["params"]["train_layers"] == 1
     assert result["examples_per_s"] > 0 and result["device"] == "cpu" and result["dtype"] == "float32"
     assert result["wall_minutes"] > 0 and result["history"][-1]["step"] == 2

@@ -140,7 +140,7 @@ def test_simplicity_orders_declared_per_model():
 def test_select_one_se_reports_the_tied_set_and_the_se_by_hand():
     data = multi_data(signal=0.6)
     cfg = _cfg("classify.logreg.C=[0.01, 0.1, 1.0, 10.0]", "classify.logreg.class_weight=['none', 'balanced']",
-               "classify.selection_bootstrap=300")
+               "classify.selection_bootstrap=300", "classify.tie_rule='one_se'")
     sel = select("logreg", data, cfg, 0, ["cls"])
     r = sel.rule
     assert r["tie_rule"] == "one_se" and r["se"] > 0 and r["n_bootstrap"] == 300
