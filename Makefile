@@ -6,6 +6,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
+PEERS_VENV ?= $(VENV)-peers
 TORCH ?= torch==2.13.0
 CONFIG ?= configs/demo.toml
 DATA ?=
@@ -75,11 +76,12 @@ table: $(VENV)/.core
 
 ## ---- benchmarks (not tests: they time things) ------------------------------------
 
-## bench-extract: extraction speed vs the book's recipe and sentence-transformers (JSON + table;
-##   DATA=<GoEmotions dir> times that copy (configs/goemotions-local.toml); no DATA times the demo data)
+## bench-extract: extraction speed vs the book's recipe and sentence-transformers on torch, ONNX and OpenVINO
+##   (JSON + table; DATA=<GoEmotions dir> times that copy (configs/goemotions-local.toml); no DATA times the
+##   demo data; the peers run in their own venv, .venv-peers, built on first use)
 .PHONY: bench-extract
-bench-extract: $(VENV)/.extract
-	$(BIN)/probekit bench-extract $(call args,$(BENCH_CONFIG))
+bench-extract: $(VENV)/.extract $(PEERS_VENV)/.peers
+	$(BIN)/probekit bench-extract --set bench.peers_python=$(PEERS_VENV)/bin/python $(call args,$(BENCH_CONFIG))
 
 ## bench-finetune: one epoch of fine-tuning vs HF Trainer, side by side (JSON + table; DATA= as bench-extract;
 ##   needs the bench extra, accelerate)
@@ -131,6 +133,14 @@ $(VENV)/.extract: $(VENV)/.core
 
 $(VENV)/.dev: $(VENV)/.extract
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+# bench-extract's peers (sentence-transformers on ONNX and OpenVINO): their exporters pin an older transformers,
+# so they get a venv of their own, where the bench runs them in a worker process. torch first, as above.
+$(PEERS_VENV)/.peers: pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q '$(TORCH)'
+	$(PEERS_VENV)/bin/python -m pip install -q -e '.[peers]'
 	touch $@
 
 # HF Trainer, the anchor of bench-finetune, needs accelerate; the runtime does not.

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,32 +28,40 @@ def test_bench_reports_every_method_in_the_documented_shape(tmp_path, toy_data, 
     pytest.importorskip("sentence_transformers")
     from probekit.stages.extract.bench.run import run_bench
 
-    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32', 'auto', 'int8']")
+    cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32', 'auto', 'int8']",
+               "bench.peers=['st_torch']", f"bench.peers_python={sys.executable!r}")  # a worker in this venv
     r = run_bench(cfg)
     assert r == json.loads((tmp_path / "artifacts/bench/extract.json").read_text())
     assert r["subset"]["n_texts"] == 20 and r["subset"]["real_tokens"] > 20 and r["peak_fp32_gflops"] > 0
-    assert r["book"]["texts_per_s"] > 0 and r["sentence_transformers"]["texts_per_s"] > 0
+    assert r["book"]["texts_per_s"] > 0 and r["peers"]["st_torch"]["texts_per_s"] > 0
+    assert r["peers"]["st_torch"]["min_cosine_vs_fp32"] == 1.0  # itself
     assert r["default_dtype"] in ("float32", "bfloat16")
     assert set(r["probekit"]) == {"float32", r["default_dtype"], "int8"}
-    for e in r["probekit"].values():
+    samples = r["peak_samples"]
+    assert len(samples["float32"]) == len(samples["bfloat16"]) == 3  # before each of 2 rounds, after the last
+    for e in [r["book"], *r["peers"].values(), *r["probekit"].values()]:
+        assert 0 < e["peak_fraction"] <= 1 and len(e["seconds"]) == 2
+        assert r["ceilings"][e["precision"]]["gflops"] >= e["gflops"]
+    for d, e in r["probekit"].items():
         assert set(e) >= {"texts_per_s", "ratio_vs_book", "ratio_vs_st", "peak_fraction", "max_abs_diff_vs_book",
                           "min_cosine_vs_book", "test_macro_f1", "padded_fraction", "real_tokens_per_s"}
         assert e["ratio_vs_book"] == pytest.approx(e["texts_per_s"] / r["book"]["texts_per_s"], rel=1e-2)
-        assert len(e["seconds"]) == 2 and 0 <= e["padded_fraction"] < 1 and 0 <= e["test_macro_f1"] <= 1
+        assert e["ratio_vs_st"] == pytest.approx(e["texts_per_s"] / r["peers"]["st_torch"]["texts_per_s"], rel=1e-2)
+        # no int8 peer was timed: int8 has no peer of its class
+        want = (None, None) if d == "int8" else ("st_torch", e["ratio_vs_st"])
+        assert (e["best_peer"], e["ratio_vs_best_peer"]) == want
+        assert 0 <= e["padded_fraction"] < 1 and 0 <= e["test_macro_f1"] <= 1
     fp32 = r["probekit"]["float32"]
-    assert r["peak_fp32_gflops_sustained"] > 0
-    assert fp32["sustained_peak_fraction"] == pytest.approx(  # the JSON rounds to 4 decimals
-        fp32["gflops"] / r["peak_fp32_gflops_sustained"], rel=1e-2, abs=1e-4)
-    assert len(fp32["paired_peak_gflops"]) == 2 and min(fp32["paired_peak_gflops"]) > 0  # one per round
-    gflop = fp32["gflops"] * min(fp32["seconds"])  # the useful GFLOP of the texts
-    assert fp32["paired_peak_fraction"] == pytest.approx(np.median(  # each round over its own peak
-        [gflop / s / p for s, p in zip(fp32["seconds"], fp32["paired_peak_gflops"])]), rel=3e-2, abs=1e-4)
+    assert len(fp32["seconds"]) == 2 and len(samples["float32_paired"]["probekit float32"]) == 2  # one per round
     assert fp32["executed_peak_fraction"] < fp32["peak_fraction"]  # [CLS] only: the last layer ran one row a text
     assert fp32["max_abs_diff_vs_book"] < 1e-4 and fp32["min_cosine_vs_book"] > 0.99999  # the same [CLS] features
     assert r["probekit"]["int8"]["mean_abs_diff_vs_fp32"] > 0
     assert r["book"]["padded_fraction"] >= fp32["padded_fraction"]  # one batch padded to its longest text
+    assert r["machine"]["logical_cores"] >= 1 and r["machine"]["cpu"]
+    assert r["conditions"]["peer_versions"]["sentence-transformers"]
+    assert (tmp_path / "artifacts/bench/peer_worker.log").is_file()
     out = capsys.readouterr().out
-    assert "probekit float32" in out and "sentence_transformers" in out and "extract.json" in out
+    assert out.startswith("CPU: ") and "probekit float32" in out and "st_torch" in out and "extract.json" in out
 
 
 def test_bench_times_the_config_s_data_and_a_preset_without_data_names_DATA(tmp_path):
@@ -78,12 +87,14 @@ def test_make_bench_extract_times_the_demo_data_unless_DATA_or_CONFIG_is_given()
 
     def command(*args):
         done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.extract", "-o", ".venv/.core",
+                               "-o", ".venv-peers/.peers",
                                "bench-extract", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
         return next(line for line in done.stdout.splitlines() if "probekit bench-extract" in line)
 
     assert "--config configs/demo.toml " in command() and "--data" not in command()
     assert "--config configs/goemotions-local.toml --data /d " in command("DATA=/d")
     assert "--config configs/x.toml " in command("CONFIG=configs/x.toml")
+    assert "bench-extract --set bench.peers_python=.venv-peers/bin/python --config" in command()  # their own venv
 
 
 def test_the_quarter_for_the_memory_check_is_the_head_of_every_split(tmp_path, toy_data, tiny_encoder):
@@ -140,7 +151,7 @@ def test_a_named_model_shape_is_timed_with_random_weights_and_no_download(tmp_pa
 
     # distilbert: transformers' default DistilBertConfig, distilbert-base-uncased's shape
     cfg = _cfg(tmp_path, toy_data, tiny_encoder, "bench.rss=False", "bench.dtypes=['float32']", "bench.repeats=1",
-               "bench.baselines=['book']", "bench.model_shape='distilbert'",
+               "bench.baselines=['book']", "bench.model_shape='distilbert'", "bench.peers=[]",
                "bench.paired_peak_s=0")
     r = run_bench(cfg)
     assert r["conditions"]["model"].startswith("DistilBertModel, distilbert's default shape (6 layers, hidden 768)")
@@ -172,3 +183,18 @@ def test_the_timed_dtypes_leave_int8_to_the_cpu():
     assert bench_dtypes(("float32", "auto", "int8"), "bfloat16", "cuda:0") == ["float32", "bfloat16"]
     with pytest.raises(ConfigError, match=r"\[bench\] dtypes=\['int8'\] leaves nothing to time on cuda:0"):
         bench_dtypes(("int8",), "bfloat16", "cuda:0")
+
+
+def test_peers_without_their_packages_or_python_are_one_line_before_any_model_is_built(tmp_path, toy_data,
+                                                                                        tiny_encoder, monkeypatch):
+    from probekit.core.errors import ProbekitError
+    from probekit.stages.extract.bench import peers, rounds
+    from probekit.stages.extract.bench.run import run_bench
+
+    monkeypatch.setattr(peers, "_present", lambda module: module == "sentence_transformers")
+    monkeypatch.setattr(rounds, "load_encoder", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(ProbekitError, match=r"^bench peers st_torch, st_onnx, st_openvino, st_onnx_int8, "
+                                            r"st_openvino_int8 need .*; run make bench-extract"):
+        run_bench(_cfg(tmp_path, toy_data, tiny_encoder))  # the default: all five, peers_python = ""
+    with pytest.raises(ProbekitError, match=r"^\[bench\] peers_python='/no/python' is not an executable file"):
+        run_bench(_cfg(tmp_path, toy_data, tiny_encoder, "bench.peers_python='/no/python'"))

@@ -42,15 +42,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_fp32_gflops(n: int | None = None, repeats: int = 10, device: str = "cpu") -> float:
-    """The best fp32 GFLOP/s of an n x n matmul on `device` (CPU: with torch's current threads)."""
+def peak_gflops(dtype: str = "float32", n: int | None = None, repeats: int = 10, device: str = "cpu") -> float:
+    """The best GFLOP/s of an n x n matmul in `dtype` on `device` (CPU: with torch's current threads).
+
+    Fewer repeats when they would take over a second (bf16 on a CPU that emulates it).
+    """
     import torch
 
     n = n or PEAK_N[device.split(":")[0]]
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    t = time.perf_counter()
     for _ in range(3):
         a @ b
     _sync(device)
+    repeats = max(1, min(repeats, int(3.0 / max(time.perf_counter() - t, 1e-9))))  # 3 warm-ups: ~1 s
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -58,6 +64,11 @@ def peak_fp32_gflops(n: int | None = None, repeats: int = 10, device: str = "cpu
         _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
+
+
+def peak_fp32_gflops(n: int | None = None, repeats: int = 10, device: str = "cpu") -> float:
+    """:func:`peak_gflops` in float32."""
+    return peak_gflops("float32", n, repeats, device)
 
 
 def sustained_fp32_gflops(n: int | None = None, seconds: float = 1.5, device: str = "cpu") -> float:

@@ -23,36 +23,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from probekit.core.config import Config
-from probekit.core.runfolder import SPLITS, write_json_atomic
+from probekit.core.runfolder import SPLITS
 from probekit.stages.extract import data as data_mod
+from probekit.stages.extract.bench.baselines import peak_gflops
 from probekit.stages.extract.bench.finetune_hf import Turns, hf_predict, hf_trainer
 from probekit.stages.extract.bench.finetune_report import format_table, summarise
+from probekit.stages.extract.bench.publish import publish
 from probekit.stages.extract.bench.run import bench_data
 from probekit.stages.extract.dataset import Dataset, Split
 
 logger = logging.getLogger(__name__)
-
-
-def matmul_peak(dtype: str, n: int, repeats: int = 3) -> float:
-    """The best GFLOP/s of an n x n matmul in `dtype` with torch's current threads."""
-    import torch
-
-    a = torch.randn(n, n, dtype=getattr(torch, dtype))
-    b = torch.randn(n, n, dtype=getattr(torch, dtype))
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
 
 
 def rss_mb() -> tuple[float, float]:
@@ -102,9 +87,9 @@ def run_bench_finetune(cfg: Config) -> dict:
     peaks = {"float32": [], "bfloat16": []}
 
     def sample_peaks():
-        peaks["float32"].append(matmul_peak("float32", 2048))
+        peaks["float32"].append(peak_gflops("float32", 2048, repeats=3))
         # 512: enough for a CPU with native bf16, and seconds rather than minutes on one that emulates it
-        peaks["bfloat16"].append(matmul_peak("bfloat16", 512, repeats=2))
+        peaks["bfloat16"].append(peak_gflops("bfloat16", 512, repeats=2))
 
     sample_peaks()
     turns = Turns(names, b.finetune_turn_steps, sample_peaks)
@@ -174,9 +159,4 @@ def run_bench_finetune(cfg: Config) -> dict:
                             "lr": cfg.finetune.lr, "head_lr": cfg.finetune.head_lr, "seed": cfg.run.seed,
                             "max_length": max_length, "model": enc.model, "data": str(data_cfg.path),
                             "turn_steps": b.finetune_turn_steps, "peak_samples": peaks, "torch": torch.__version__}
-    out = Path(cfg.run.artifacts) / b.finetune_output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, result)
-    sys.stdout.write(format_table(result) + f"\nwritten: {out}\n")
-    sys.stdout.flush()
-    return result
+    return publish(result, Path(cfg.run.artifacts) / b.finetune_output, format_table)

@@ -119,24 +119,24 @@ def load_st(folder, backend: str, max_length: int | None = None, **model_kwargs)
     return model
 
 
-def export_onnx(path: Path, cache_dir: Path) -> Path:
-    """The fp32 ONNX export of the model folder `path` (exported once, then reused)."""
-    final = cache_dir / f"st_onnx-{_key(path, 'onnx')}"
-    if not (final / ONNX_FILE).is_file():
-        logger.info("bench peers: exporting %s to ONNX -> %s", path, final)
+def _export_fp32(path: Path, cache_dir: Path, backend: str, file: str) -> Path:
+    """sentence-transformers' own export of the model folder `path` to `backend` (exported once, then reused)."""
+    final = cache_dir / f"st_{backend}-{_key(path, backend)}"
+    if not (final / file).is_file():
+        logger.info("bench peers: exporting %s to %s -> %s", path, backend, final)
         with _staged(final) as tmp:
-            load_st(path, "onnx", None).save_pretrained(str(tmp))
+            load_st(path, backend, None).save_pretrained(str(tmp))
     return final
+
+
+def export_onnx(path: Path, cache_dir: Path) -> Path:
+    """The fp32 ONNX export of the model folder `path`."""
+    return _export_fp32(path, cache_dir, "onnx", ONNX_FILE)
 
 
 def export_openvino(path: Path, cache_dir: Path) -> Path:
     """The OpenVINO IR export (fp32 weights) of the model folder `path`."""
-    final = cache_dir / f"st_openvino-{_key(path, 'openvino')}"
-    if not (final / OV_FILE).is_file():
-        logger.info("bench peers: exporting %s to OpenVINO -> %s", path, final)
-        with _staged(final) as tmp:
-            load_st(path, "openvino", None).save_pretrained(str(tmp))
-    return final
+    return _export_fp32(path, cache_dir, "openvino", OV_FILE)
 
 
 def export_onnx_int8(path: Path, cache_dir: Path, isa: str | None = None) -> tuple[Path, str]:

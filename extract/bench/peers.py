@@ -2,7 +2,7 @@
 
 What a user picks today to embed texts on a CPU, each built offline from the packaged model folder:
 
-    st_torch          SentenceTransformer(path), torch fp32 (the bench's "sentence_transformers")
+    st_torch          SentenceTransformer(path), torch fp32 (the bench's ratio_vs_st is against it)
     st_onnx           backend="onnx": exported by optimum to ONNX, run by onnxruntime, fp32
     st_openvino       backend="openvino": exported to OpenVINO IR, fp32 weights; OpenVINO picks the
                       inference precision (bf16 where the CPU has avx512_bf16 or AMX), recorded per peer
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from probekit.core.errors import ProbekitError
+from probekit.core.sections_tools import PEERS
 from probekit.stages.extract.bench.baselines import SentenceTransformersEncode
 from probekit.stages.extract.bench.peer_exports import (
     CALIBRATION_MAX,
@@ -52,7 +53,6 @@ from probekit.stages.extract.bench.peer_exports import (
 
 logger = logging.getLogger(__name__)
 
-PEERS = ("st_torch", "st_onnx", "st_openvino", "st_onnx_int8", "st_openvino_int8")
 PRECISION = {"st_torch": "fp32", "st_onnx": "fp32", "st_openvino": "fp32",
              "st_onnx_int8": "int8", "st_openvino_int8": "int8"}
 BACKEND = {"st_torch": "torch", "st_onnx": "onnx", "st_onnx_int8": "onnx",

@@ -1,18 +1,19 @@
-"""``make bench-extract``: probekit's extraction against the book's recipe and sentence-transformers.
+"""``make bench-extract``: probekit's extraction against the book's recipe and sentence-transformers' CPU backends.
 
     probekit bench-extract --config configs/goemotions-local.toml --data DIR
     make bench-extract DATA=DIR             (GoEmotions' TSVs in DIR; without DATA: the demo data)
 
-On the first ``[bench] n_texts`` train texts, with the same model and torch threads, it
-times (a) the book's recipe, (b) sentence-transformers' ``encode``, (c) probekit in each
-of ``[bench] dtypes``, in ``repeats`` interleaved rounds (each method's fastest round
-counts). It reports texts/s, real tokens/s, the padded-token fraction, useful GFLOP/s as
-a fraction of this machine's fp32 matmul peak (burst and sustained, see
-``extract.bench.baselines``; and paired: each round over a peak timed just before it, as the
-machine is shared), speed ratios, the feature difference to the book's, test macro-F1 of
-logistic regression per dtype, and the peak RSS of ``probekit extract`` on all the data vs
-a quarter of it (``extract.bench.rss``). The data is the config's [data]. The table
-(``extract.bench.report``) goes to stdout, the JSON to ``<artifacts>/<[bench] output>``.
+On the first ``[bench] n_texts`` train texts, with the same model and threads, it times (a) the
+book's recipe, (b) the peers: sentence-transformers on torch, ONNX and OpenVINO, fp32 and int8
+(``extract.bench.peers``; run in one worker process in their own venv, ``[bench] peers_python``),
+(c) probekit in each of ``[bench] dtypes``, in ``repeats`` interleaved rounds (each method's
+fastest round counts). It reports texts/s, real tokens/s, the padded-token fraction, useful
+GFLOP/s as a share of a matmul ceiling that holds on a shared machine (``extract.bench.machine``:
+fp32 and bf16 peaks sampled through the run, all kept), speed ratios (to the book, to st_torch
+and to the fastest peer of the same precision), the cosine to fp32, test macro-F1 of logistic
+regression per dtype, the CPU as it reports itself, and the peak RSS of ``probekit extract`` on
+all the data vs a quarter of it (``extract.bench.rss``). The data is the config's [data]. The
+table (``extract.bench.report``) goes to stdout, the JSON to ``<artifacts>/<[bench] output>``.
 A benchmark, not a test: run it on a quiet machine.
 """
 
@@ -20,31 +21,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from probekit.core.config import Config, DataSection
 from probekit.core.errors import ConfigError
-from probekit.core.runfolder import write_json_atomic
 from probekit.stages.extract import data as data_mod
-from probekit.stages.extract.bench.baselines import (
-    BookRecipe,
-    SentenceTransformersEncode,
-    flop_counter,
-    peak_fp32_gflops,
-    random_model,
-    sustained_fp32_gflops,
-)
+from probekit.stages.extract.bench.baselines import flop_counter, random_model
+from probekit.stages.extract.bench.machine import describe
+from probekit.stages.extract.bench.peer_client import open_peers
+from probekit.stages.extract.bench.publish import publish
 from probekit.stages.extract.bench.report import format_table, summarise
+from probekit.stages.extract.bench.rounds import peer_methods, probekit_methods, time_rounds
 from probekit.stages.extract.engine.batching import tokenize
 from probekit.stages.extract.engine.loading import (
     cpu_threads,
     load_encoder,
-    make_extractor,
     pick_device,
     resolve_dtype,
     resolve_model,
@@ -52,7 +46,8 @@ from probekit.stages.extract.engine.loading import (
 
 logger = logging.getLogger(__name__)
 
-WARMUP_TEXTS = 128
+PEER_EXPORTS = "bench/peer_exports"  # under <artifacts>/: the peers' exports, made once and reused
+PEER_LOG = "bench/peer_worker.log"  # under <artifacts>/: the peer worker's stderr
 
 
 def bench_data(cfg: Config) -> DataSection:
@@ -86,67 +81,6 @@ def macro_f1(X_train, y_train, X_test, y_test, problem_type: str, seed: int = 0)
         full[:, keep] = pred
         pred = full
     return float(f1_score(y_test, pred, average="macro", zero_division=0))
-
-
-def _methods(cfg: Config, path: str, local: bool, dtypes: list[str], lengths: np.ndarray,
-             device: str = "cpu") -> tuple[dict, dict]:
-    """name -> callable(texts) -> (X, padded tokens), for texts that are a prefix of the benchmark's;
-    and dtype -> the probekit Extractor behind "probekit <dtype>"."""
-    enc = cfg.encoder
-    methods, extractors = {}, {}
-    if "book" in cfg.bench.baselines:
-        book = BookRecipe(path, enc.max_length, device)
-        methods["book"] = lambda t: (book(t), book.padded_tokens(lengths[:len(t)]))
-    if "sentence_transformers" in cfg.bench.baselines:
-        st = SentenceTransformersEncode(path, device)
-        methods["sentence_transformers"] = lambda t: (st(t), st.padded_tokens(t, lengths[:len(t)]))
-    for d in dtypes:
-        quantize = "int8" if d == "int8" else "none"
-        tok, model = load_encoder(enc, path, local, device, "float32" if d == "int8" else d, quantize)
-        extractors[d] = ex = make_extractor(enc, tok, model, device, poolings=[enc.pooling])
-
-        def run(t, ex=ex):
-            arrays, stats = ex.encode(t)
-            return arrays[enc.pooling], stats["padded_tokens"]
-
-        methods[f"probekit {d}"] = run
-    return methods, extractors
-
-
-def _time_rounds(methods: dict, texts: list[str], repeats: int, paired_s: float = 0.0,
-                 device: str = "cpu") -> tuple:
-    """Interleaved rounds, the order rotated each round.
-
-    Returns seconds per round, the first round's features, padded tokens, the fp32 matmul
-    peaks {"burst": ..., "sustained": ...} (each the best of a measurement before every
-    round and one after the last, as the timings are the best round), and per method the
-    sustained peak of `paired_s` seconds timed just before each of its rounds (empty lists
-    when `paired_s` is 0).
-    """
-    for fn in methods.values():  # warm-up: first-call costs are not the steady state
-        fn(texts[:WARMUP_TEXTS])
-    seconds: dict = {name: [] for name in methods}
-    paired: dict = {name: [] for name in methods}
-    features, padded = {}, {}
-    names = list(methods)
-    peaks = {"burst": [], "sustained": []}
-
-    def measure_peaks():
-        peaks["burst"].append(peak_fp32_gflops(device=device))
-        peaks["sustained"].append(sustained_fp32_gflops(device=device))
-
-    for r in range(repeats):
-        measure_peaks()
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            if paired_s:
-                paired[name].append(round(sustained_fp32_gflops(seconds=paired_s, device=device), 1))
-            t = time.perf_counter()
-            X, padded[name] = methods[name](texts)
-            seconds[name].append(round(time.perf_counter() - t, 4))
-            features.setdefault(name, X)
-            logger.info("bench: round %d, %-24s %.2fs", r + 1, name, seconds[name][-1])
-    measure_peaks()
-    return seconds, features, padded, {k: max(v) for k, v in peaks.items()}, paired
 
 
 def run_bench(cfg: Config) -> dict:
@@ -193,12 +127,31 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
                 data_cfg.path, device, torch.get_num_threads(), ", ".join(dtypes), b.repeats)
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **({"local_files_only": True} if local else {}))
     lengths = tokenize(tokenizer, texts, enc.max_length).lengths
-    methods, extractors = _methods(cfg, path, local, dtypes, lengths, device)
-    seconds, features, padded, peaks, paired = _time_rounds(methods, texts, b.repeats, b.paired_peak_s, device)
+    peer_names = list(dict.fromkeys(b.peers)) if device == "cpu" else []
+    if b.peers and not peer_names:
+        logger.info("bench: the peers are CPU backends; not timed on %s", device)
+    # the peers first: a missing package or python is one line before any probekit model is built
+    runner = open_peers(peer_names, b.peers_python, Path(cfg.run.artifacts) / PEER_LOG) if peer_names else None
+    try:
+        peer_detail, versions = {}, {}
+        if runner is not None:
+            built = runner.build(names=peer_names, path=str(Path(path).resolve()), texts=list(texts),
+                                 cache_dir=str((Path(cfg.run.artifacts) / PEER_EXPORTS).resolve()),
+                                 lengths=[int(n) for n in lengths], max_length=enc.max_length, pooling=enc.pooling,
+                                 threads=torch.get_num_threads())
+            peer_detail, versions = built["detail"], built["versions"]
+        methods, extractors = probekit_methods(cfg, path, local, dtypes, lengths, device)
+        with tempfile.TemporaryDirectory(prefix="probekit-bench-peers-") as tmp:
+            if runner is not None:
+                methods.update(peer_methods(runner, peer_names, len(texts), Path(tmp)))
+            seconds, features, padded, samples = time_rounds(methods, texts, b.repeats, b.paired_peak_s, device)
+    finally:
+        if runner is not None:
+            runner.close()
     count = flop_counter(load_encoder(dataclasses.replace(enc, fuse_layers=False), path, local, "cpu")[1])
     executed = {d: count(lengths, ex.first_token_only) for d, ex in extractors.items()}
-    result = summarise(len(texts), lengths, peaks, seconds, padded, features, count(lengths), default, dtypes,
-                       executed, paired)
+    result = summarise(len(texts), lengths, samples, seconds, padded, features, count(lengths), default, dtypes,
+                       executed, peer_detail, describe())
     if b.model_shape and b.f1_test_texts >= 0:
         logger.info("bench: no test macro-F1: the features of random weights say nothing about the labels")
     elif b.f1_test_texts >= 0 and "float32" in extractors:
@@ -212,14 +165,11 @@ def _run_bench(cfg: Config, model: str | None = None) -> dict:
         "threads": torch.get_num_threads(), "rounds": b.repeats, "timing": "fastest of the interleaved rounds",
         "data": str(data_cfg.path), "model": model or enc.model, "max_length": enc.max_length,
         "pooling": enc.pooling, "max_batch_tokens": next(iter(extractors.values())).max_tokens,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "peers_python": b.peers_python or "(this process)",
     }
-    out = Path(cfg.run.artifacts) / b.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, result)
-    sys.stdout.write(format_table(result) + f"\nwritten: {out}\n")
-    sys.stdout.flush()
-    return result
+    if peer_detail:
+        result["conditions"]["peer_versions"] = versions
+    return publish(result, Path(cfg.run.artifacts) / b.output, format_table)
 
 
 def _add_f1(cfg: Config, ds, result: dict, extractors: dict, features: dict) -> None:

@@ -10,10 +10,13 @@ from probekit.core.errors import ConfigError
 from probekit.core.runfolder import FINETUNED_NAME_RE
 from probekit.core.sections_common import _choice
 
+# sentence-transformers' CPU backends, the bench's peers (extract/bench/peers.py names them the same)
+PEERS = ("st_torch", "st_onnx", "st_openvino", "st_onnx_int8", "st_openvino_int8")
+
 
 @dataclass(frozen=True)
 class BenchSection:
-    """``make bench-extract``: extraction speed against the book's recipe and sentence-transformers."""
+    """``make bench-extract``: extraction speed against the book's recipe and sentence-transformers' CPU backends."""
 
     # The data timed is the config's [data] (make bench-extract DATA=dir, or the demo data).
     n_texts: int = 4000  # the first n_texts train texts are timed
@@ -22,11 +25,16 @@ class BenchSection:
     repeats: int = 5
     # probekit variants: float32, bfloat16, float16, auto (the default dtype), int8 (CPU dynamic quantisation)
     dtypes: tuple = ("float32", "auto", "int8")
-    baselines: tuple = ("book", "sentence_transformers")
+    baselines: tuple = ("book",)  # sentence-transformers' torch backend is the peer st_torch
+    # sentence-transformers' CPU backends timed beside probekit (extract/bench/peers.py); [] = none
+    peers: tuple = PEERS
+    # the python of the venv holding the peers' packages (make bench-extract passes .venv-peers'); the bench
+    # runs the peers in one worker process there. "" = in this process, if their packages import here
+    peers_python: str = ""
     f1_test_texts: int = 0  # test texts for the macro-F1 check; 0 = the whole test split, -1 = skip it
     rss: bool = True  # peak RSS of `probekit extract` on all the data vs a quarter of it, and a warm rerun
-    # seconds of back-to-back fp32 matmuls timed just before every method's run in every round
-    # (the paired peak: the same moment's machine, as it is shared); 0 = not measured
+    # seconds of back-to-back fp32 matmuls timed just before every method's run in every round: more
+    # samples of the fp32 peak, at the moments the methods run (the machine is shared); 0 = none
     paired_peak_s: float = 1.0
     output: str = "bench/extract.json"  # written under <artifacts>/ (relative) or where it says (absolute)
     # "" times [encoder] model. A transformers model type ("distilbert", "bert", "roberta", ...) times a
@@ -51,7 +59,12 @@ class BenchSection:
         for d in self.dtypes:
             _choice("bench", "dtypes", d, ("float32", "bfloat16", "float16", "auto", "int8"))
         for b in self.baselines:
-            _choice("bench", "baselines", b, ("book", "sentence_transformers"))
+            if b == "sentence_transformers":
+                raise ConfigError("[bench] baselines: 'sentence_transformers' is now the peer 'st_torch' in [bench] "
+                                  "peers; set baselines = ['book'] or [].")
+            _choice("bench", "baselines", b, ("book",))
+        for p in self.peers:
+            _choice("bench", "peers", p, PEERS)
         if not self.dtypes:
             raise ConfigError("[bench] dtypes is empty: give at least one of float32, auto, bfloat16, int8.")
 
