@@ -105,11 +105,11 @@ lint: $(VENV)/.dev
 .PHONY: install
 install: $(VENV)/.dev
 
-## clean: remove generated artifacts (keeps artifacts/README.md) and the virtual environment
+## clean: remove generated artifacts (keeps artifacts/README.md) and the virtual environments (.venv, .venv-peers)
 .PHONY: clean
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEERS_VENV)
 
 ## help: this list
 .PHONY: help
