@@ -8,9 +8,10 @@ validation texts of the config's [data], one epoch each, batch ``[finetune] batc
 same seed and learning rates: ``hf_trainer`` (extract.bench.finetune_hf), ``probekit.float32``
 and ``probekit.<default dtype>`` (``[finetune] dtype = "auto"`` on this device). The methods
 take interleaved turns of ``finetune_turn_steps`` steps (one at a time, each in its thread),
-and this machine's fp32 and bf16 matmul peaks are sampled after every round of turns; the
-highest sample counts, so no share exceeds 100% through a slow sample (the bf16 share is
-null on a CPU that emulates bf16, whose bf16 matmul is slower than fp32). Per method:
+and this machine's fp32 and bf16 matmul peaks are sampled after every round of turns. Each
+method's share is taken against its own precision's ceiling: the highest of that precision's
+samples and methods (extract.bench.machine.ceiling), so no share exceeds 100% (the bf16
+share is null on a CPU that emulates bf16, whose bf16 matmul is slower than fp32). Per method:
 examples/s, the ratio to HF, useful GFLOP/s (6 x non-embedding parameters x real tokens/s),
 its share of each peak, validation macro-F1 after the epoch (thresholds tuned on
 validation, as classify does) and the process's RSS. The JSON goes to
@@ -152,7 +153,7 @@ def run_bench_finetune(cfg: Config) -> dict:
     for name in names:
         results[name]["seconds"] = round(turns.active[name], 3)
     result = summarise(results, len(train.texts), int(tok.lengths.sum()), non_embedding,
-                       {k: max(v) for k, v in peaks.items()}, default)
+                       peaks, default)
     result["peak_rss_mb"] = round(rss_mb()[1], 1)
     result["conditions"] = {"device": "cpu", "threads": threads, "train_rows": len(train.texts),
                             "validation_rows": len(val.texts), "epochs": 1, "batch_size": cfg.finetune.batch_size,
