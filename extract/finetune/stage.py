@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from probekit.core.config import Config
+from probekit.core.metrics import is_binary
 from probekit.core.runfolder import (
     FINETUNED_RESULT,
     FINETUNED_SCORED_SPLITS,
@@ -39,6 +40,7 @@ from probekit.core.runfolder import (
     finetuned_scores_path,
     write_json_atomic,
 )
+from probekit.core.sections_tools import finetune_metric
 from probekit.stages.extract import data as data_mod
 from probekit.stages.extract.engine.loading import model_identity, pick_device, resolve_model
 from probekit.stages.extract.finetune.steps import fmt_score
@@ -62,6 +64,7 @@ def run_key(cfg: Config, model_id: str, revision: str, ds) -> str:
     validation metric computed with them.
     """
     settings = {k: v for k, v in dataclasses.asdict(cfg.finetune).items() if k != "name"}  # name: only the folder
+    settings["metric"] = finetune_metric(cfg.finetune.metric, is_binary(ds.label_names, ds.problem_type))
     return cache_key({"model_id": model_id, "model_revision": revision, "finetune": settings,
                       "max_length": cfg.finetune.max_length or cfg.encoder.max_length, "seed": cfg.run.seed,
                       "thresholds": cfg.classify.thresholds, "threshold": cfg.classify.threshold,
@@ -139,7 +142,7 @@ def run_finetune(cfg: Config) -> Path:
                    "batch_size": ft.batch_size * ft.grad_accum, "head_epochs": ft.head_epochs,
                    "imbalance": ft.imbalance, "max_length": trainer.max_length, "amp_dtype": trainer.amp,
                    "train_layers": ft.train_layers},
-        "config": {**dataclasses.asdict(ft), "device": device, "model_revision": revision},
+        "config": {**dataclasses.asdict(ft), "metric": trainer.metric, "device": device, "model_revision": revision},
         "chosen": {"epoch": best["epoch"], "step": best["step"]},
         "history": trainer.history,
         "fit_seconds": round(train_s, 3),
@@ -163,7 +166,7 @@ def run_finetune(cfg: Config) -> Path:
     staging.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     logger.info("finetune: best epoch %d (validation %s %s); %.1f examples/s (%.1f s per 1,000), %.1f min in all "
-                "-> %s; run classify to score it beside the other models", best["epoch"], ft.metric,
+                "-> %s; run classify to score it beside the other models", best["epoch"], trainer.metric,
                 fmt_score(best["validation_metric"]), result["examples_per_s"],
                 result["seconds_per_1000_train_examples"], result["wall_minutes"], out)
     return out

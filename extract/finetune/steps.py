@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from probekit.core.config import ClassifySection, Config
 from probekit.core.errors import ProbekitError
-from probekit.core.metrics import score
-from probekit.core.thresholds import tune_thresholds
+from probekit.core.metrics import positive_block, score
+from probekit.core.thresholds import tune_binary_threshold, tune_thresholds
 from probekit.stages.extract.engine.loading import remote_code_error
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,19 @@ def load_model(cfg: Config, path: str, local: bool, names: list[str], multi: boo
 
 
 def validation_scores(Y: np.ndarray, P: np.ndarray, problem_type: str, names: list[str],
-                      cfg: ClassifySection) -> dict:
-    """Validation metrics of one epoch: thresholds tuned on these very scores when classify tunes them."""
+                      cfg: ClassifySection, positive: int | None = None) -> dict:
+    """Validation metrics of one epoch: thresholds tuned on these very scores when classify tunes them.
+
+    Binary data (`positive`: the positive column) adds ``positive_f1``: the positive class's F1 at
+    the threshold classify's ``binary_threshold`` rule picks on these scores.
+    """
     tuned = problem_type == "multi_label" and cfg.thresholds == "tune"
-    return score(Y, P, problem_type, names, tune_thresholds(Y, P) if tuned else cfg.threshold)
+    out = score(Y, P, problem_type, names, tune_thresholds(Y, P) if tuned else cfg.threshold)
+    if positive is not None:
+        y, p = Y[:, positive], P[:, positive]
+        threshold = tune_binary_threshold(y, p, cfg.binary_threshold, cfg.threshold, cfg.recall_target)
+        out["positive_f1"] = positive_block(y, p, names[positive], threshold)["f1"]
+    return out
 
 
 def amp_dtype(name: str, device: str) -> str:

@@ -30,7 +30,9 @@ import probekit.stages.extract.finetune.batches as B
 import probekit.stages.extract.finetune.layers as L
 from probekit.core.config import Config
 from probekit.core.errors import ProbekitError
+from probekit.core.metrics import positive_index
 from probekit.core.runfolder import SPLITS
+from probekit.core.sections_tools import finetune_metric
 from probekit.stages.extract.finetune.loss import label_matrix, make_loss
 from probekit.stages.extract.finetune.steps import (
     amp_dtype,
@@ -57,6 +59,10 @@ class Trainer:
         self.amp = amp_dtype(ft.dtype, device)
         self.multi = ds.problem_type == "multi_label"
         self.names = ds.label_names
+        # binary data: the positive class (classify's), whose F1 `metric` = auto stops on
+        self.positive = positive_index(ds.label_names, ds.problem_type, ds.splits["train"].y,
+                                       getattr(cfg.data, "positive_label", ""))
+        self.metric = finetune_metric(ft.metric, self.positive is not None)
         self.max_length = ft.max_length or cfg.encoder.max_length
         self.tokenizer, self.model, self.new_params = load_model(cfg, path, local, self.names, self.multi)
         # what the checkpoint did not hold (the classification head, a missing pooler): trained from the start
@@ -219,7 +225,7 @@ class Trainer:
                 logger.info("finetune: stopping at max_steps=%d", ft.max_steps)
                 return True
             if not head_only and ft.patience and bad_epochs >= ft.patience:
-                logger.info("finetune: early stop: validation %s has not improved for %d epochs", ft.metric,
+                logger.info("finetune: early stop: validation %s has not improved for %d epochs", self.metric,
                             bad_epochs)
                 return True
         return False
@@ -228,8 +234,9 @@ class Trainer:
         t = time.perf_counter()
         P = self.predict("validation")
         validate_s = time.perf_counter() - t
-        tuned = validation_scores(self.Y["validation"], P, self.ds.problem_type, self.names, self.cfg.classify)
-        value = tuned[self.ft.metric]
+        tuned = validation_scores(self.Y["validation"], P, self.ds.problem_type, self.names, self.cfg.classify,
+                                  self.positive)
+        value = tuned[self.metric]
         value = -1.0 if value is None else value
         best = max((h["validation_metric"] for h in self.history), default=-math.inf)
         improved = value > best
@@ -237,7 +244,8 @@ class Trainer:
             "epoch": len(self.history) + 1, "phase": phase, "step": self.step, "lr": lr, "train_loss": train_loss,
             "train_examples": seen, "train_seconds": round(train_s, 3), "validation_seconds": round(validate_s, 3),
             "examples_per_s": round(seen / max(train_s, 1e-9), 2), "validation_loss": self.validation_loss(P),
-            **{f"validation_{k}": tuned[k] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc")},
+            **{f"validation_{k}": tuned[k] for k in ("macro_f1", "micro_f1", "macro_auc", "micro_auc", "positive_f1")
+               if k in tuned},
             "validation_metric": value, "best": improved,
         })
         h = self.history[-1]

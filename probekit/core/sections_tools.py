@@ -11,6 +11,24 @@ from probekit.core.runfolder import FINETUNED_NAME_RE
 from probekit.core.sections_common import _choice
 
 # sentence-transformers' CPU backends, the bench's peers (extract/bench/peers.py names them the same)
+FINETUNE_METRICS = ("auto", "macro_f1", "positive_f1", "macro_auc", "micro_auc")
+
+
+def finetune_metric(metric: str, binary: bool) -> str:
+    """The validation metric `metric` ([finetune] metric) stands for on this data: auto is positive_f1 on
+    binary data, else macro_f1.
+
+    Raises:
+        ConfigError: positive_f1 on data without a positive class (not binary).
+    """
+    if metric == "auto":
+        return "positive_f1" if binary else "macro_f1"
+    if metric == "positive_f1" and not binary:
+        raise ConfigError("[finetune] metric=\"positive_f1\" needs binary data (single-label, two labels); "
+                          "use macro_f1, macro_auc, micro_auc or auto.")
+    return metric
+
+
 PEERS = ("st_torch", "st_onnx", "st_openvino", "st_onnx_int8", "st_openvino_int8")
 
 
@@ -100,8 +118,10 @@ class FinetuneSection:
     imbalance: str = "none"
     max_pos_weight: float = 30.0
     focal_gamma: float = 2.0
-    # early stopping and the best checkpoint: macro_f1 (tuned thresholds), macro_auc or micro_auc
-    metric: str = "macro_f1"
+    # early stopping and the best checkpoint: macro_f1 (thresholds tuned as classify tunes them), positive_f1
+    # (binary data: the positive class's F1 at classify's binary_threshold rule), macro_auc or micro_auc;
+    # auto = positive_f1 on binary data (what classify selects by), else macro_f1
+    metric: str = "auto"
     patience: int = 2  # epochs without a better validation metric before stopping; 0 = run every epoch
     max_steps: int = 0  # >0: stop after this many optimiser steps (quick trials and tests)
     max_train_rows: int = 0  # >0: a seeded random subset of train of this size (validation and test stay whole)
@@ -141,7 +161,7 @@ class FinetuneSection:
         if self.dropout >= 1:
             raise ConfigError(f"[finetune] dropout={self.dropout} must be < 1 (< 0 keeps the model's own).")
         _choice("finetune", "imbalance", self.imbalance, ("none", "pos_weight", "focal"))
-        _choice("finetune", "metric", self.metric, ("macro_f1", "macro_auc", "micro_auc"))
+        _choice("finetune", "metric", self.metric, FINETUNE_METRICS)
         _choice("finetune", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         if not (self.device in ("auto", "cpu", "cuda") or re.match(r"^cuda:\d+$", self.device)):
             raise ConfigError(f"[finetune] device={self.device!r}: use auto, cpu, cuda or cuda:N.")
