@@ -100,8 +100,9 @@ def make_run(root: Path, problem_type: str, seed: int = 0, rich: bool = True) ->
         })
     metrics = {"run": "t", "problem_type": problem_type, "labels": LABELS, "seed": seed, "models": models}
     if rich:
-        grid = [{"feature_set": "cls", "C": c, "class_weight": "none", "validation_macro_f1": 0.3 + c / 10,
-                 "validation_macro_auc": 0.8, "fit_seconds": 0.1} for c in (0.1, 1.0)]
+        grid = [{"feature_set": "cls", "C": c, "class_weight": "none", "validation_score": 0.25 + c / 10,
+                 "validation_macro_f1": 0.3 + c / 10, "validation_macro_auc": 0.8, "fit_seconds": 0.1}
+                for c in (0.1, 1.0)]
         for name, entry in models.items():
             entry.update(threshold=0.5, thresholds={lab: 0.4 for lab in LABELS} if multi else None, feature_set="cls",
                          input="features", params={"C": 1.0, "class_weight": "none"} if name == "logreg" else {},
@@ -197,6 +198,10 @@ def test_rich_metrics_sections(tmp_path_factory, built):
     assert text.count('<tr class="best">') >= 2  # the best model and the best search trial
     assert re.search(r'id="search-table".*?</table>', text, re.S).group(0).count("<tr") == 1 + 3
     assert "logreg: 2 grid points" in text and "[0.4" in text  # classify's grid and the intervals
+    # the cross-fitted selection score is a column of its own, not a parameter; the in-sample F1 says so
+    grid_table = re.search(r"logreg: 2 grid points.*?</table>", text, re.S).group(0)
+    assert "selection score (cross-fitted)" in grid_table and "(in-sample thresholds)" in grid_table
+    assert ">validation_score</th>" not in grid_table and "0.350" in grid_table
     assert "P(best &gt; it)" in text and "0.990" in text
 
 
