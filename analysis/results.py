@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from probekit.core.errors import ProbekitError
+from probekit.core.metrics import entry_positive, entry_threshold
 from probekit.core.runfolder import METRICS_NAME, scores_path, verify_run_outputs
 
 BASELINE_PREFIX = "dummy"
@@ -63,20 +64,13 @@ def tuned(block: dict) -> dict:
 
 
 def model_threshold(metrics: dict, model: str) -> float | np.ndarray:
-    """The decision thresholds of `model`: per label (label order) when classify recorded them,
-    the positive class's on binary data, else the fixed one (default 0.5)."""
-    entry = metrics["models"][model]
-    per_label = entry.get("thresholds")
-    if per_label:
-        return np.array([per_label[label] for label in metrics["labels"]], dtype=np.float64)
-    pos = entry.get("positive")
-    return float(pos["threshold"]) if pos else float(entry.get("threshold", 0.5))
+    """The decision thresholds of `model` (per label in metrics.json's label order; see core.metrics)."""
+    return entry_threshold(metrics["models"][model], metrics["labels"])
 
 
 def model_positive(metrics: dict, model: str) -> int | None:
     """The positive column `model` decides on (binary data), None where it takes the argmax or thresholds."""
-    pos = metrics["models"][model].get("positive")
-    return int(pos["index"]) if pos else None
+    return entry_positive(metrics["models"][model])
 
 
 def positive_label(metrics: dict) -> str | None:

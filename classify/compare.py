@@ -22,7 +22,7 @@ from sklearn.metrics import confusion_matrix
 
 from probekit.core.config import ClassifySection
 from probekit.core.errors import ProbekitError
-from probekit.core.metrics import positive_block, predict_labels, score
+from probekit.core.metrics import entry_positive, entry_threshold, positive_block, predict_labels, score
 from probekit.core.runfolder import (
     FINETUNED_MODEL,
     FINETUNED_RESULT,
@@ -90,20 +90,8 @@ def decision_entry(data: Data, cfg: ClassifySection, P: dict, thresholds: np.nda
     }
 
 
-def model_threshold(entry: dict) -> float | np.ndarray:
-    """The decision threshold(s) a metrics.json entry applies: tuned per label, else the fixed one
-    (binary data: the positive class's threshold; see :func:`model_positive`)."""
-    thr = entry.get("thresholds")
-    if thr:
-        return np.asarray(list(thr.values()), dtype=np.float64)
-    pos = entry.get("positive")
-    return float(pos["threshold"]) if pos else float(entry.get("threshold", 0.5))
-
-
-def model_positive(entry: dict) -> int | None:
-    """The positive column a binary metrics.json entry decides on (None: argmax or per-label thresholds)."""
-    pos = entry.get("positive")
-    return int(pos["index"]) if pos else None
+model_threshold = entry_threshold  # the decision threshold(s) of a metrics.json entry
+model_positive = entry_positive
 
 
 def predict_entry(P: np.ndarray, problem_type: str, entry: dict) -> np.ndarray:

@@ -69,6 +69,24 @@ def positive_index(label_names: list[str], problem_type: str, y_train: np.ndarra
     return 1 if counts[1] <= counts[0] else 0
 
 
+def entry_threshold(entry: dict, labels: list[str] | None = None) -> float | np.ndarray:
+    """The decision threshold(s) a metrics.json model entry applies: per label when classify tuned them
+    (in `labels` order when given, else as recorded), the positive class's on binary data, else the
+    fixed one (0.5 when absent)."""
+    per_label = entry.get("thresholds")
+    if per_label:
+        values = [per_label[label] for label in labels] if labels is not None else list(per_label.values())
+        return np.asarray(values, dtype=np.float64)
+    pos = entry.get("positive")
+    return float(pos["threshold"]) if pos else float(entry.get("threshold", 0.5))
+
+
+def entry_positive(entry: dict) -> int | None:
+    """The positive column a binary metrics.json entry decides on (None: argmax or per-label thresholds)."""
+    pos = entry.get("positive")
+    return int(pos["index"]) if pos else None
+
+
 def positive_block(y: np.ndarray, p: np.ndarray, label: str, threshold: float) -> dict:
     """The positive class of binary data on one split, by scikit-learn's own functions.
 
