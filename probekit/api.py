@@ -62,11 +62,9 @@ def _stage(command: str, cfg: Config) -> None:
     """Run the subcommand's handler (probekit.cli), holding the run folder's lock as the CLI does."""
     from probekit import cli
 
-    handler = {"extract": cli._extract, "classify": cli._classify, "report": cli._report,
-               "finetune": cli._finetune}[command]
     try:
         with run_lock(cfg.run_dir, command):
-            handler(cfg)
+            cli.run_stage(command, cfg)
     except OSError as e:  # a full disk, a read-only or forbidden folder: the CLI's one line, as a ProbekitError
         err = os_error(e, cfg.run_dir)
         if err is None:

@@ -93,6 +93,15 @@ def _report(cfg) -> None:
     build_report(cfg)
 
 
+STAGES = {"extract": _extract, "finetune": _finetune, "classify": _classify, "report": _report}
+
+
+def run_stage(command: str, cfg) -> None:
+    """Run a pipeline stage as its subcommand does (its W&B logging included), without the lock or
+    the error handling around it: the CLI's main and probekit.api add those."""
+    STAGES[command](cfg)
+
+
 def _bench_extract(cfg) -> None:
     from probekit.stages.extract.bench.run import run_bench
 

@@ -154,7 +154,7 @@ def test_a_stage_function_turns_a_full_disk_or_read_only_folder_into_one_probeki
     def fail(cfg):
         raise OSError(errno_, os.strerror(errno_), str(cfg.run_dir / "metrics.json"))
 
-    monkeypatch.setattr(cli, "_classify", fail)
+    monkeypatch.setitem(cli.STAGES, "classify", fail)
     cfg = probekit.load_config(None, [f"run.artifacts={str(tmp_path)!r}"])
     with pytest.raises(probekit.ProbekitError) as info:
         probekit.classify(cfg)
