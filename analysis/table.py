@@ -42,13 +42,16 @@ def _features(name: str, entry: dict) -> str:
     if is_baseline(name):
         return "-"  # a dummy reads no features
     kind, pooling = entry.get("input"), entry.get("feature_set")
+    # the TF-IDF analyzer: word n-grams, character n-grams within words, or both
+    text = {"char_wb": "chars", "word+char_wb": "words + chars"}.get((entry.get("params") or {}).get("analyzer"),
+                                                                       "words")
     if kind == "texts":
         if entry.get("history") is None:
-            return "words"
+            return text
         k = entry.get("train_layers")  # 0: every layer; None: a fine-tuned folder from before train_layers
         return f"fine-tuned, top {k} layers" if k else ("fine-tuned, all layers" if k == 0 else "fine-tuned")
     if kind == "both":
-        return f"words + {pooling}"
+        return f"{text} + {pooling}"
     return pooling or "-"
 
 

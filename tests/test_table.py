@@ -62,3 +62,16 @@ def test_a_fine_tuned_row_names_how_many_layers_were_trained():
     assert rows[0].startswith("| finetuned | fine-tuned, all layers | 0.404 |")
     assert rows[1].startswith("| finetuned-top2 | fine-tuned, top 2 layers | 0.404 |")
     assert rows[2].startswith("| finetuned-old | fine-tuned | 0.404 |")
+
+
+def test_the_features_column_names_the_tfidf_analyzer():
+    def words(analyzer, input_="texts", feature_set=None):
+        return _entry(0.47, params={"C": 1.0, "analyzer": analyzer}, input_=input_, feature_set=feature_set)
+
+    metrics = {**METRICS, "models": {"tfidf_logreg": words("word+char_wb"), "chars": words("char_wb"),
+                                     "hybrid_logreg": words("word+char_wb", "both", "mean_last4_avg"),
+                                     "plain": words("word")}}
+    cells = {line.split(" | ")[0].strip("|* ").split(" (")[0]: line.split(" | ")[1]
+             for line in results_table(metrics).splitlines()[2:]}
+    assert cells == {"tfidf_logreg": "words + chars", "chars": "chars", "plain": "words",
+                     "hybrid_logreg": "words + chars + mean_last4_avg"}
