@@ -26,7 +26,9 @@ def toy_binary(tmp_path):
     return d
 
 
-def test_binary_fine_tuning_stops_on_the_positive_class_f1(tmp_path, toy_binary, tiny_encoder):
+def test_binary_fine_tuning_stops_on_the_positive_class_f1(tmp_path, toy_binary, tiny_encoder, caplog):
+    import logging
+
     from sklearn.metrics import f1_score
 
     from probekit.core.thresholds import tune_binary_threshold
@@ -35,12 +37,17 @@ def test_binary_fine_tuning_stops_on_the_positive_class_f1(tmp_path, toy_binary,
 
     cfg = make_config(tmp_path, *toy_overrides(toy_binary, tiny_encoder, multi=False), *FT)
     assert cfg.finetune.metric == "auto"
-    out = run_finetune(cfg)
+    with caplog.at_level(logging.INFO, logger="probekit"):
+        out = run_finetune(cfg)
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["metric"] == "positive_f1"  # the resolved name, which the report and classify show
     hist = result["history"]
     assert len(hist) == 3
     assert all(h["validation_metric"] == h["validation_positive_f1"] for h in hist)
+    # each epoch's log line names the metric it stops on, with its value
+    epochs = [r.getMessage() for r in caplog.records if "finetune: epoch" in r.getMessage()]
+    assert len(epochs) == 3
+    assert all(f"positive_f1 {h['validation_positive_f1']:.3f} (stops on it)" in m for m, h in zip(epochs, hist))
     best = max(hist, key=lambda h: h["validation_metric"])
     assert result["chosen"]["epoch"] == best["epoch"]
     # the kept epoch's validation scores give that F1 at classify's rule (the F1-best threshold)

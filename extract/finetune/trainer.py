@@ -249,9 +249,10 @@ class Trainer:
             "validation_metric": value, "best": improved,
         })
         h = self.history[-1]
+        stops = "" if self.metric == "macro_f1" else f", {self.metric} {fmt_score(tuned[self.metric])} (stops on it)"
         logger.info("finetune: epoch %d (%s): %.1f examples/s, train loss %.4f, validation loss %.4f, macro-F1 "
-                    "%.3f, macro AUC %s%s", h["epoch"], phase, h["examples_per_s"], train_loss, h["validation_loss"],
-                    h["validation_macro_f1"], fmt_score(h["validation_macro_auc"]),
+                    "%.3f, macro AUC %s%s%s", h["epoch"], phase, h["examples_per_s"], train_loss, h["validation_loss"],
+                    h["validation_macro_f1"], fmt_score(h["validation_macro_auc"]), stops,
                     "  (best so far: kept)" if improved else "")
         if improved:
             self.save(self.staging / "checkpoint")
