@@ -27,7 +27,6 @@ The output of 2026-12-05 is in docs/finetune.md ("DDP over gloo").
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import sys
@@ -40,17 +39,6 @@ import torch
 WARMUP = 3
 
 
-def read(data: str, n: int) -> tuple[list[str], np.ndarray]:
-    with open(f"{data}/labels.txt", encoding="utf-8") as f:
-        n_labels = sum(1 for line in f if line.strip())
-    texts, Y = [], np.zeros((n, n_labels), dtype=np.float32)
-    with open(f"{data}/train.tsv", encoding="utf-8") as f:
-        for i, row in zip(range(n), csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)):
-            texts.append(row[0])
-            Y[i, [int(k) for k in row[1].split(",")]] = 1
-    return texts, Y
-
-
 def train(rank: int, world: int, data: str, n: int, threads: int, seconds_file: str, frozen_words: bool) -> None:
     """One epoch; rank 0 writes (timed examples, seconds, final loss) to `seconds_file`."""
     import torch.distributed as dist
@@ -59,15 +47,18 @@ def train(rank: int, world: int, data: str, n: int, threads: int, seconds_file: 
     import probekit.stages.extract.finetune.batches as B
     import probekit.stages.extract.finetune.layers as L
     from probekit.core.config import load_config
+    from probekit.stages.extract.data import load
     from probekit.stages.extract.engine.loading import resolve_model
+    from probekit.stages.extract.finetune.loss import label_matrix
     from probekit.stages.extract.finetune.steps import amp_dtype, autocast, load_model
 
     torch.set_num_threads(threads)
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
     cfg = load_config("configs/goemotions-local.toml", [f"data.path={data!r}"])
-    texts, Y = read(data, n)
-    names = [f"l{k}" for k in range(Y.shape[1])]
+    ds = load(cfg.data)  # probekit's loader: the release TSVs, labels as the stages read them
+    names, train_split = ds.label_names, ds.splits["train"]
+    texts, Y = train_split.texts[:n], label_matrix(train_split.y[:n], len(names)).astype(np.float32)
     path, local = resolve_model(dataclasses.replace(cfg.encoder, model=cfg.finetune.model or cfg.encoder.model))
     set_seed(cfg.run.seed)
     tokenizer, model, _ = load_model(cfg, path, local, names, multi=True)
@@ -126,7 +117,8 @@ WAYS = {  # name -> (DDP, word embeddings frozen)
 
 
 def run(way: str, data: str, n: int, cores: int) -> tuple[float, float, str]:
-    out = tempfile.mktemp(suffix=".txt")
+    fd, out = tempfile.mkstemp(suffix=".txt")
+    os.close(fd)
     ddp, frozen_words = WAYS[way]
     if not ddp:
         train(0, 1, data, n, cores, out, frozen_words)
